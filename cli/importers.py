@@ -1,0 +1,87 @@
+"""`piumr import pyskl|mmn` and `piumr export --format pyskl`: thin click wrappers over
+piumr_skel.importers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def _report(result) -> None:
+    click.echo(f"{len(result.clip_ids)} clips, layout {result.layout} -> {result.store}")
+    click.echo(f"labels: {result.labels}")
+    if result.split is not None:
+        click.echo(f"split lists: {result.split}")
+    for path in result.protocol_splits:
+        click.echo(f"split file (file protocol): {path}")
+
+
+def _run(func, *args, **kwargs):
+    from piumr_skel.importers import ImportFormatError
+
+    try:
+        return func(*args, **kwargs)
+    except (ImportFormatError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+
+
+@click.group("import")
+def import_group() -> None:
+    """Import third-party 2D keypoints into a keypoint store (kind "imported"), with labels.csv,
+    splits.json and split*.csv (for the `file` split protocol) inside it, ready for `piumr train`."""
+
+
+@import_group.command("pyskl")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--out", "store", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="store folder to create (or resume)")
+@click.option("--layout", default=None,
+              help="layout name in piumr_skel.layouts [default: from V: 17 coco17, 18 openpose18, "
+                   "28 openpose28]")
+@click.option("--fps", default=30.0, show_default=True, help="frame rate recorded for every clip")
+def import_pyskl_cmd(file: Path, store: Path, layout: str | None, fps: float) -> None:
+    """PYSKL annotation pickle FILE (NTU 2D, Kinetics, FineGYM, PCAN MA-52 OpenPose-28)."""
+    from piumr_skel.importers import import_pyskl
+
+    _report(_run(import_pyskl, file, store, layout=layout, fps=fps))
+
+
+@import_group.command("mmn")
+@click.argument("data", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("label", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--out", "store", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="store folder to create (or add to: train, val and test can share one)")
+@click.option("--layout", default="halpe136", show_default=True)
+@click.option("--split", default=None, help="split name [default: DATA's prefix, train_data.pkl -> train]")
+@click.option("--width", default=1080, show_default=True, help="frame width the pixels refer to")
+@click.option("--height", default=1296, show_default=True, help="frame height the pixels refer to")
+@click.option("--fps", default=30.0, show_default=True)
+def import_mmn_cmd(data: Path, label: Path, store: Path, layout: str, split: str | None,
+                   width: int, height: int, fps: float) -> None:
+    """MMN MA-52 release: DATA = {split}_data.pkl (Halpe-136), LABEL = {split}_label.pkl."""
+    from piumr_skel.importers import import_mmn
+
+    _report(_run(import_mmn, data, label, store, layout=layout, split=split, width=width,
+                 height=height, fps=fps))
+
+
+@click.command("export")
+@click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["pyskl"]), default="pyskl", show_default=True)
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--labels", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="MA-52 list or CSV [default: STORE/labels.csv if present]")
+@click.option("--split", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="splits.json or CSV clip_id,split [default: STORE/splits.json if present]")
+def export_cmd(store: Path, fmt: str, out: Path, labels: Path | None, split: Path | None) -> None:
+    """Export an imported STORE to a PYSKL annotation pickle."""
+    from piumr_skel.importers import export_pyskl
+
+    try:
+        path = _run(export_pyskl, store, out, labels=labels, split=split)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"wrote {path}")
+
+
+COMMANDS = [import_group, export_cmd]

@@ -1,0 +1,121 @@
+"""`piumr train / eval / predict / demo`: thin click wrappers over piumr_skel."""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import typing
+from pathlib import Path
+
+import click
+
+from piumr_skel.config import ConfigError, TrainConfig, load_config
+
+_HELP = {
+    "store": "keypoint store (skeleton) or video folder (rgb)",
+    "labels": "MA-52 list file / CSV (clip_id,label[,subject]) / folder with the three MA-52 lists",
+    "split": "protocol: official lists, subject-disjoint folds, or your own split file",
+    "tfam_after": "1-based block after which TFAM runs (default: before the last stage)",
+    "girl_warmup": "epochs of plain cross-entropy before GIRL (default: min(5, 10% of epochs))",
+    "name": "recipe name = run folder under --out-dir (default derived from the settings)",
+    "device": "auto | cpu | cuda | cuda:N",
+    "max_steps_per_epoch": "cap on optimiser steps per epoch (smoke tests, benchmarks)",
+}
+
+
+def _click_type(tp):
+    origin = typing.get_origin(tp)
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if origin is typing.Union and len(args) == 1:
+        return _click_type(args[0])
+    if origin is typing.Literal:
+        return click.Choice([str(a) for a in typing.get_args(tp)])
+    return {int: int, float: float, str: str, bool: bool}.get(tp, str)
+
+
+def config_options(func):
+    """One click option per TrainConfig field (default None, so the YAML value stands unless given)."""
+    hints = typing.get_type_hints(TrainConfig)
+    for f in reversed(dataclasses.fields(TrainConfig)):
+        flag = f.name.replace("_", "-")
+        tp = _click_type(hints[f.name])
+        help_ = _HELP.get(f.name, "") + f" [default: {f.default}]"
+        if tp is bool:
+            func = click.option(f"--{flag}/--no-{flag}", f.name, default=None, help=help_.strip())(func)
+        else:
+            func = click.option(f"--{flag}", f.name, type=tp, default=None, help=help_.strip())(func)
+    return func
+
+
+def _load(config: str | None, overrides: dict) -> TrainConfig:
+    try:
+        return load_config(config, overrides)
+    except ConfigError as err:
+        raise click.UsageError(str(err)) from None
+
+
+@click.command("train")
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="YAML recipe (configs/*.yaml)")
+@click.option("--resume", is_flag=True, help="continue the run from its last.pt after a kill")
+@config_options
+def train_cmd(config, resume, **overrides):
+    """Train a backbone + TFAM + GIRL into artifacts/runs/<recipe>/."""
+    from piumr_skel.train import DivergenceError, RunExistsError, train
+
+    cfg = _load(config, overrides)
+    try:
+        run_dir = train(cfg, resume=resume, echo=click.echo)
+    except (RunExistsError, FileNotFoundError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    except DivergenceError as err:
+        click.echo(f"error: training diverged: {err}", err=True)
+        sys.exit(3)
+    click.echo(f"run folder: {run_dir}")
+
+
+@click.command("eval")
+@click.argument("run", type=click.Path(exists=True))
+@click.option("--split", default="val", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--store", default=None, help="score another store than the one trained on")
+@click.option("--labels", default=None, help="labels for that store")
+@click.option("--device", default="auto", show_default=True)
+@click.option("-o", "--out", default=None, help="output folder (default: the run folder)")
+def eval_cmd(run, split, store, labels, device, out):
+    """Print and save every MA-52 metric and the per-subject robustness of a run or checkpoint."""
+    from piumr_skel.evaluate import evaluate_run
+
+    try:
+        evaluate_run(run, split=split, device=device, store=store, labels=labels, out_dir=out)
+    except (FileNotFoundError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+
+
+@click.command("predict")
+@click.argument("run", type=click.Path(exists=True))
+@click.option("--store", default=None, help="keypoint store holding the test clips")
+@click.option("--test-list", default=None, help="MA-52 test_list_videos.txt (default: the run's test split)")
+@click.option("-o", "--out", required=True, help="folder for prediction.csv and submission.zip")
+@click.option("--device", default="auto", show_default=True)
+def predict_cmd(run, store, test_list, out, device):
+    """Write the Codabench prediction.csv (top-5 action and body) for a test list."""
+    from piumr_skel.evaluate import predict_run
+
+    try:
+        path = predict_run(run, out=out, store=store, test_list=test_list, device=device)
+    except (FileNotFoundError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"wrote {path}")
+
+
+@click.command("demo")
+@click.option("-o", "--out", default="artifacts/demo", show_default=True, type=click.Path(file_okay=False))
+@click.option("--epochs", default=None, type=int, help="override the demo recipe's epoch count")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def demo_cmd(out, epochs, device, seed):
+    """The whole pipeline on the built-in synthetic sample: generate, train on some people, test on others."""
+    from piumr_skel.demo import run_demo
+
+    run_demo(Path(out), epochs=epochs, device=device, seed=seed, echo=click.echo)
+
+
+COMMANDS = [train_cmd, eval_cmd, predict_cmd, demo_cmd]

@@ -1,0 +1,200 @@
+"""One typed training config: YAML file + command-line overrides, validated by pydantic.
+
+An unknown key or a bad value is a `ConfigError` that names the key and lists the valid choices.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import ConfigDict, ValidationError
+from pydantic.dataclasses import dataclass
+
+Protocol = Literal["official", "xsub", "file"]
+Stream = Literal["joint", "bone", "joint_motion", "bone_motion"]
+Grouping = Literal["kmeans", "subject", "random"]
+
+
+class ConfigError(ValueError):
+    """A config file or option that cannot be used, with the reason."""
+
+
+@dataclass(config=ConfigDict(extra="forbid", validate_assignment=True))
+class TrainConfig:
+    """Everything a training run needs; saved into the run folder and into every checkpoint."""
+
+    # --- data
+    modality: Literal["skeleton", "rgb"] = "skeleton"
+    store: Optional[str] = None          # keypoint store (skeleton) or video folder (rgb)
+    labels: Optional[str] = None         # MA-52 list / CSV, or a folder holding the three MA-52 lists
+    class_names: Optional[str] = None    # label_name.txt; default: the MA-52 names
+    split: Protocol = "xsub"
+    fold: int = 0
+    folds: int = 5
+    split_file: Optional[str] = None
+    layout: str = "mp_holistic"
+    stream: Stream = "joint"
+    clip_len: int = 64                   # T frames sampled per clip (skeleton) / segments (rgb: num_segments)
+    test_clips: int = 5                  # clips averaged at test time
+    num_workers: int = 2
+    cache_dir: Optional[str] = None      # default: artifacts/cache/<store>-<layout>
+    # augmentation (skeleton)
+    aug_rotate: float = 10.0             # degrees, 0 = off
+    aug_scale: float = 0.1               # +- fraction, 0 = off
+    aug_flip: float = 0.5                # probability
+    aug_crop: float = 0.5                # probability of temporal crop-resize
+    # --- model
+    backbone: str = "stgcn"
+    base_channels: int = 64
+    num_blocks: int = 10
+    graph_mode: Literal["spatial", "distance"] = "spatial"
+    dropout: float = 0.0
+    pretrained: Optional[str] = None     # rgb: ImageNet ResNet state dict (torchvision keys)
+    image_size: int = 224                # rgb crop
+    # --- TFAM
+    tfam: bool = True
+    tfam_after: Optional[int] = None     # 1-based block index; default: before the last stage
+    tfam_anchors: int = 16
+    tfam_gamma: float = 1.0
+    tfam_eps: float = 0.1
+    tfam_iters: int = 20
+    tfam_alpha: float = 0.5
+    tfam_p: float = 0.5
+    tfam_joint_anchors: bool = False
+    lambda_w: float = 0.1
+    lambda_c: float = 0.1
+    # --- GIRL
+    girl: bool = True
+    girl_groups: Grouping = "kmeans"
+    girl_num_groups: int = 4
+    girl_tau: float = 1.0
+    girl_lambda_var: float = 1.0
+    girl_eta: float = 0.0
+    girl_warmup: Optional[int] = None    # epochs of plain CE first; default: min(5, 10% of epochs)
+    # --- optimisation
+    epochs: int = 80
+    batch_size: int = 128
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: Optional[float] = None           # default: 0.1 x batch/128 (sgd), 1e-3 (adamw)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 5
+    label_smoothing: float = 0.0
+    grad_clip: float = 0.0               # 0 = off
+    # --- run
+    name: Optional[str] = None           # recipe name; default derived, e.g. stgcn_j-tfam-girl_xsub-f0_s0
+    out_dir: str = "artifacts/runs"
+    seed: int = 0
+    device: str = "auto"                 # auto | cpu | cuda | cuda:N
+    amp: bool = True                     # bf16 autocast on CUDA; ignored on CPU
+    eval_every: int = 1
+    max_steps_per_epoch: Optional[int] = None   # for smoke tests and benchmarks
+
+    # derived -----------------------------------------------------------------
+    @property
+    def base_lr(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return 0.1 * self.batch_size / 128 if self.optimizer == "sgd" else 1e-3
+
+    @property
+    def warmup_girl(self) -> int:
+        if self.girl_warmup is not None:
+            return self.girl_warmup
+        return min(5, max(1, round(0.1 * self.epochs))) if self.epochs > 1 else 0
+
+    def recipe_name(self) -> str:
+        """PYSKL-style recipe name: backbone_stream-variant_split."""
+        if self.name:
+            return self.name
+        stream = {"joint": "j", "bone": "b", "joint_motion": "jm", "bone_motion": "bm"}[self.stream]
+        variant = {(False, False): "erm", (True, False): "tfam", (False, True): "girl",
+                   (True, True): "tfam-girl"}[(self.tfam, self.girl)]
+        split = self.split + (f"-f{self.fold}" if self.split == "xsub" else "")
+        prefix = self.backbone if self.modality == "skeleton" else f"rgb-{self.backbone}"
+        return f"{prefix}_{stream}-{variant}_{split}_s{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def _format_validation(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"]) or "(config)"
+        if e["type"] == "unexpected_keyword_argument" or e["type"] == "extra_forbidden":
+            lines.append(f"unknown key {loc!r}; valid keys: {', '.join(sorted(FIELDS))}")
+        else:
+            lines.append(f"{loc}: {e['msg']} (got {e.get('input')!r})")
+    return f"invalid config ({source}):\n  " + "\n  ".join(lines)
+
+
+def make_config(values: dict[str, Any], source: str = "options") -> TrainConfig:
+    """Build a validated TrainConfig from a plain dict."""
+    unknown = sorted(set(values) - FIELDS)
+    if unknown:
+        raise ConfigError(f"invalid config ({source}): unknown key(s) {', '.join(map(repr, unknown))}; "
+                          f"valid keys: {', '.join(sorted(FIELDS))}")
+    try:
+        cfg = TrainConfig(**values)
+    except ValidationError as err:
+        raise ConfigError(_format_validation(err, source)) from None
+    _check_ranges(cfg, source)
+    return cfg
+
+
+def _check_ranges(cfg: TrainConfig, source: str) -> None:
+    from .models import BACKBONES  # registry, filled on import
+
+    problems = []
+    if cfg.modality == "skeleton" and cfg.backbone not in BACKBONES:
+        problems.append(f"backbone: unknown {cfg.backbone!r}; choices: {', '.join(sorted(BACKBONES))}")
+    if cfg.modality == "rgb" and cfg.backbone not in ("tsm_r18", "tsm_r50"):
+        problems.append(f"backbone: unknown RGB backbone {cfg.backbone!r}; choices: tsm_r18, tsm_r50")
+    if cfg.modality == "skeleton":
+        from .layouts import LAYOUTS
+
+        if cfg.layout not in LAYOUTS:
+            problems.append(f"layout: unknown {cfg.layout!r}; choices: {', '.join(sorted(LAYOUTS))}")
+    for key in ("epochs", "batch_size", "clip_len", "test_clips", "folds", "girl_num_groups",
+                "tfam_anchors", "tfam_iters", "base_channels", "num_blocks", "eval_every"):
+        if getattr(cfg, key) < 1:
+            problems.append(f"{key}: must be >= 1 (got {getattr(cfg, key)})")
+    if not 0 <= cfg.fold < cfg.folds:
+        problems.append(f"fold: must be in 0..{cfg.folds - 1} (got {cfg.fold})")
+    if cfg.split == "file" and not cfg.split_file:
+        problems.append("split_file: required with split = file")
+    for key in ("tfam_p", "aug_flip", "aug_crop"):
+        if not 0.0 <= getattr(cfg, key) <= 1.0:
+            problems.append(f"{key}: must be a probability in [0, 1] (got {getattr(cfg, key)})")
+    if problems:
+        raise ConfigError(f"invalid config ({source}):\n  " + "\n  ".join(problems))
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """YAML file (optional) overlaid by overrides whose value is not None."""
+    values: dict[str, Any] = {}
+    source = "options"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(loaded).__name__}")
+        values.update(loaded)
+        source = str(path)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return make_config(values, source)
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,215 @@
+"""GIRL, the Group-Invariant Regularized Loss: margin-weighted risks of style pseudo-groups with a
+penalty on their spread (docs/METHOD.md, our reconstruction of PIUmr's loss).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["GIRLoss", "style_descriptor", "kmeans", "merge_small_groups", "group_softmax", "margins"]
+
+Grouping = Literal["kmeans", "subject", "random"]
+GROUPINGS = ("kmeans", "subject", "random")
+
+
+def style_descriptor(feats: Tensor) -> Tensor:
+    """Per-sample style: mean and std over (T, V) of each channel, detached. (N, C, T, V) -> (N, 2C).
+
+    First- and second-order feature statistics are what AdaIN/DSU treat as "style"; they carry who
+    performs the action more than what is performed.
+    """
+    if feats.dim() != 4:
+        raise ValueError(f"style_descriptor: expected features (N, C, T, V), got {tuple(feats.shape)}")
+    with torch.no_grad():
+        flat = feats.detach().float().flatten(2)                           # (N, C, T·V)
+        std, mean = torch.std_mean(flat, dim=2, correction=0)
+        return torch.cat([mean, std], dim=1)
+
+
+def _draw_index(prob: Tensor, generator: torch.Generator | None) -> Tensor:
+    """One index drawn with probabilities ∝ prob (1-D), on the generator's device; returns a 0-d long."""
+    where = generator.device if generator is not None else prob.device
+    return torch.multinomial(prob.to(where), 1, generator=generator)[0].to(prob.device)
+
+
+@torch.no_grad()
+def kmeans(x: Tensor, k: int, *, iters: int = 5, generator: torch.Generator | None = None
+           ) -> tuple[Tensor, Tensor]:
+    """k-means with k-means++ seeding on x (N, D). Returns (labels (N,) long, centres (k, D)).
+
+    Seeding loops over the k centres (k is small); Lloyd iterations are batched tensor ops. A
+    centre that loses all its points keeps its previous position. Randomness comes from
+    `generator` only (None: torch's default generator).
+    """
+    n = x.shape[0]
+    if not 1 <= k <= n:
+        raise ValueError(f"kmeans: need 1 <= k <= N, got k={k}, N={n}")
+    x = x.float()
+    idx = _draw_index(torch.ones(n, device=x.device), generator)
+    centres = x[idx][None]                                                 # (1, D)
+    d2 = torch.cdist(x, centres).squeeze(1).pow(2)                        # (N,)
+    for _ in range(1, k):
+        # Identical points give d2 = 0 everywhere; fall back to a uniform draw then.
+        prob = d2 if bool(d2.sum() > 0) else torch.ones_like(d2)
+        idx = _draw_index(prob, generator)
+        centres = torch.cat([centres, x[idx][None]], dim=0)
+        d2 = torch.minimum(d2, (x - x[idx]).pow(2).sum(1))
+    labels = torch.cdist(x, centres).argmin(1)
+    for _ in range(iters):
+        counts = torch.bincount(labels, minlength=k).to(x.dtype)          # (k,)
+        sums = torch.zeros_like(centres).index_add_(0, labels, x)
+        centres = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centres)
+        labels = torch.cdist(x, centres).argmin(1)
+    return labels, centres
+
+
+@torch.no_grad()
+def merge_small_groups(labels: Tensor, points: Tensor, min_size: int = 2) -> Tensor:
+    """Merge every group with fewer than `min_size` samples into the nearest larger group.
+
+    labels (N,) long, points (N, D) used for the group centroids. "Nearest" is the distance between
+    centroids. When no group reaches `min_size` (e.g. every sample has its own subject), all
+    samples form one group. Returns contiguous labels 0..G'-1 (N,), no loop over samples or groups.
+    """
+    _, labels = torch.unique(labels, return_inverse=True)                  # contiguous 0..G-1
+    g = int(labels.max()) + 1
+    points = points.float()
+    counts = torch.bincount(labels, minlength=g)
+    large = counts >= min_size
+    if bool(large.all()):
+        return labels
+    if not bool(large.any()):
+        return torch.zeros_like(labels)
+    centroids = torch.zeros(g, points.shape[1], device=points.device).index_add_(0, labels, points)
+    centroids = centroids / counts.clamp_min(1)[:, None]
+    dist = torch.cdist(centroids, centroids)                              # (G, G)
+    dist = dist.masked_fill(~large[None, :], float("inf"))
+    target = torch.where(large, torch.arange(g, device=labels.device), dist.argmin(1))
+    _, merged = torch.unique(target[labels], return_inverse=True)
+    return merged
+
+
+def margins(logits: Tensor, target: Tensor) -> Tensor:
+    """m_i = logit_y − max_{j≠y} logit_j, (N, K), (N,) -> (N,)."""
+    true = logits.gather(1, target[:, None]).squeeze(1)
+    others = logits.scatter(1, target[:, None], float("-inf"))
+    return true - others.amax(1)
+
+
+def group_softmax(scores: Tensor, groups: Tensor, num_groups: int) -> Tensor:
+    """Softmax of scores (N,) within each group: weights (N,) that sum to 1 in every group."""
+    gmax = torch.full((num_groups,), float("-inf"), device=scores.device, dtype=scores.dtype)
+    gmax = gmax.scatter_reduce(0, groups, scores, reduce="amax")
+    e = (scores - gmax[groups]).exp()
+    denom = torch.zeros(num_groups, device=scores.device, dtype=scores.dtype).index_add_(0, groups, e)
+    return e / denom[groups]
+
+
+def _subject_ids(subject: Sequence | Tensor | np.ndarray, n: int, device: torch.device) -> Tensor:
+    """Subject ids (strings or ints) -> contiguous long tensor (N,)."""
+    if isinstance(subject, Tensor):
+        ids = subject.to(device).flatten()
+    else:
+        _, inverse = np.unique(np.asarray(subject), return_inverse=True)
+        ids = torch.as_tensor(inverse.reshape(-1), device=device)
+    if ids.numel() != n:
+        raise ValueError(f"GIRLoss: got {ids.numel()} subject ids for a batch of {n}")
+    return torch.unique(ids, return_inverse=True)[1]
+
+
+class GIRLoss(nn.Module):
+    """Group-Invariant Regularized Loss (L_GIRL = mean_g R_g + λ_V V + η max_g R_g).
+
+    1. Pseudo-groups: k-means (k-means++ seeding, `kmeans_iters` Lloyd steps) on the batch-
+       standardised style descriptors; or `subject` (true ids, a GroupDRO-style oracle) or
+       `random` (balanced random split). Groups with < 2 samples merge into the nearest group.
+    2. Group risk R_g = Σ_{i∈g} w_i ℓ_i with w_i = softmax_{i∈g}(−m_i / τ), m_i the logit margin,
+       weights detached: samples near or across the decision boundary dominate.
+    3. V = 1/(2G²) Σ_{g,g'} (R_g − R_g')², the population variance of the group risks.
+
+    Warm-up is the trainer's job: it passes `use_girl=False` for the first E_w epochs, which gives
+    the plain mean cross-entropy (and no clustering of still-random features).
+    """
+
+    def __init__(self, num_groups: int = 4, tau: float = 1.0, lambda_var: float = 1.0,
+                 eta: float = 0.0, grouping: Grouping = "kmeans", kmeans_iters: int = 5) -> None:
+        super().__init__()
+        if num_groups < 1:
+            raise ValueError(f"GIRLoss: num_groups must be >= 1, got {num_groups}")
+        if tau <= 0:
+            raise ValueError(f"GIRLoss: tau must be > 0, got {tau}")
+        if grouping not in GROUPINGS:
+            raise ValueError(f"GIRLoss: grouping must be one of {GROUPINGS}, got {grouping!r}")
+        self.num_groups = num_groups
+        self.tau = tau
+        self.lambda_var = lambda_var
+        self.eta = eta
+        self.grouping = grouping
+        self.kmeans_iters = kmeans_iters
+
+    def extra_repr(self) -> str:
+        return (f"num_groups={self.num_groups}, tau={self.tau}, lambda_var={self.lambda_var}, "
+                f"eta={self.eta}, grouping={self.grouping!r}, kmeans_iters={self.kmeans_iters}")
+
+    @torch.no_grad()
+    def assign_groups(self, style: Tensor, subject: Sequence | Tensor | np.ndarray | None = None,
+                      generator: torch.Generator | None = None) -> Tensor:
+        """Pseudo-group labels (N,), contiguous 0..G'-1, every group with >= 2 samples when N >= 2."""
+        n = style.shape[0]
+        s = style.detach().float()
+        # Standardise each style dimension over the batch so no channel dominates the distances.
+        s = (s - s.mean(0)) / (s.std(0, correction=0) + 1e-6)
+        k = min(self.num_groups, n)
+        if self.grouping == "kmeans":
+            labels, _ = kmeans(s, k, iters=self.kmeans_iters, generator=generator)
+        elif self.grouping == "subject":
+            if subject is None:
+                raise ValueError("GIRLoss: grouping='subject' needs the subject ids of the batch")
+            labels = _subject_ids(subject, n, s.device)
+        else:
+            where = generator.device if generator is not None else s.device
+            perm = torch.randperm(n, generator=generator, device=where).to(s.device)
+            labels = torch.empty_like(perm).scatter_(0, perm, torch.arange(n, device=s.device) % k)
+        return merge_small_groups(labels, s)
+
+    def forward(self, logits: Tensor, target: Tensor, style: Tensor,
+                subject: Sequence | Tensor | np.ndarray | None = None,
+                generator: torch.Generator | None = None, use_girl: bool = True
+                ) -> tuple[Tensor, dict]:
+        """logits (N, K), target (N,), style (N, D) -> (loss, stats).
+
+        stats (Python numbers, for logging): "ce" mean cross-entropy; with GIRL also
+        "group_sizes" (list[int]), "group_risks" (list[float]), "variance" V, "num_groups" G'.
+        """
+        if logits.dim() != 2 or target.shape != logits.shape[:1] or style.shape[0] != logits.shape[0]:
+            raise ValueError(f"GIRLoss: expected logits (N, K), target (N,), style (N, D); got "
+                             f"{tuple(logits.shape)}, {tuple(target.shape)}, {tuple(style.shape)}")
+        if logits.shape[1] < 2:
+            raise ValueError(f"GIRLoss: margins need at least 2 classes, got {logits.shape[1]}")
+        logits = logits.float()
+        ce = F.cross_entropy(logits, target, reduction="none")            # (N,)
+        if not use_girl:
+            loss = ce.mean()
+            return loss, {"ce": float(loss.detach())}
+        groups = self.assign_groups(style, subject, generator)
+        g = int(groups.max()) + 1
+        with torch.no_grad():
+            w = group_softmax(-margins(logits, target) / self.tau, groups, g)
+        risks = torch.zeros(g, device=ce.device, dtype=ce.dtype).index_add(0, groups, w * ce)
+        variance = (risks[:, None] - risks[None, :]).pow(2).sum() / (2 * g * g)
+        loss = risks.mean() + self.lambda_var * variance
+        if self.eta:
+            loss = loss + self.eta * risks.max()
+        stats = {
+            "ce": float(ce.detach().mean()),
+            "group_sizes": torch.bincount(groups, minlength=g).tolist(),
+            "group_risks": risks.detach().tolist(),
+            "variance": float(variance.detach()),
+            "num_groups": g,
+        }
+        return loss, stats
