@@ -36,7 +36,7 @@ class TrainConfig:
     split_file: Optional[str] = None
     layout: str = "mp_holistic"
     stream: Stream = "joint"
-    clip_len: int = 64                   # T frames sampled per clip (skeleton) / segments (rgb: num_segments)
+    clip_len: Optional[int] = None       # T frames per clip (skeleton, default 64) / segments (rgb, default 8)
     test_clips: int = 5                  # clips averaged at test time
     num_workers: int = 2
     cache_dir: Optional[str] = None      # default: artifacts/cache/<store>-<layout>
@@ -50,7 +50,7 @@ class TrainConfig:
     base_channels: int = 64
     num_blocks: int = 10
     graph_mode: Literal["spatial", "distance"] = "spatial"
-    dropout: float = 0.0
+    dropout: Optional[float] = None      # default 0 (skeleton), 0.5 (rgb, as TSM)
     pretrained: Optional[str] = None     # rgb: ImageNet ResNet state dict (torchvision keys)
     image_size: int = 224                # rgb crop
     # --- TFAM
@@ -98,6 +98,15 @@ class TrainConfig:
         if self.lr is not None:
             return self.lr
         return 0.1 * self.batch_size / 128 if self.optimizer == "sgd" else 1e-3
+
+    @property
+    def frames(self) -> int:
+        """Frames sampled per clip: clip_len, else 64 for skeletons and 8 segments for RGB."""
+        return self.clip_len if self.clip_len is not None else (64 if self.modality == "skeleton" else 8)
+
+    @property
+    def drop_rate(self) -> float:
+        return self.dropout if self.dropout is not None else (0.0 if self.modality == "skeleton" else 0.5)
 
     @property
     def warmup_girl(self) -> int:
@@ -161,7 +170,7 @@ def _check_ranges(cfg: TrainConfig, source: str) -> None:
 
         if cfg.layout not in LAYOUTS:
             problems.append(f"layout: unknown {cfg.layout!r}; choices: {', '.join(sorted(LAYOUTS))}")
-    for key in ("epochs", "batch_size", "clip_len", "test_clips", "folds", "girl_num_groups",
+    for key in ("epochs", "batch_size", "frames", "test_clips", "folds", "girl_num_groups",
                 "tfam_anchors", "tfam_iters", "base_channels", "num_blocks", "eval_every"):
         if getattr(cfg, key) < 1:
             problems.append(f"{key}: must be >= 1 (got {getattr(cfg, key)})")

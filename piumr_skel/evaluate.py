@@ -115,11 +115,7 @@ def predict_run(run_or_ckpt: str | Path, *, out: str | Path, store: str | None =
 
     dev = engine.resolve_device(device)
     cfg, model, _ = load_checkpoint(run_or_ckpt, dev)
-    overrides: dict[str, Any] = {"store": store}
-    if test_list is not None:
-        overrides.update(labels=test_list, split="file_all")
-    data = load_run_data(_with_overrides(cfg, store=store), None, ("test",), test_list=test_list) \
-        if test_list else load_run_data(_with_overrides(cfg, store=store), None, ("test",))
+    data = load_run_data(_with_overrides(cfg, store=store), None, ("test",), test_list=test_list)
     ds = data.datasets["test"]
     loader = make_loader(ds, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers,
                          seed=cfg.seed, epoch=0, drop_last=False)

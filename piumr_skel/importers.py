@@ -320,8 +320,9 @@ def import_pyskl(path: str | Path, store: str | Path, *, layout: str | None = No
     Each annotation becomes one clip (clip id = ``frame_dir``) holding the person with the highest
     mean score (see :func:`pick_person`) as (T, V, 3) pixels + score. ``layout`` defaults to the
     one implied by V (:data:`LAYOUT_BY_NUM_JOINTS`). Writes ``labels.csv`` and, when the pickle
-    has splits, ``splits.json`` and the protocol split CSVs inside the store. ``fps`` is recorded for every clip (PYSKL files
-    carry none). Clips already in the store are kept (an interrupted import resumes).
+    has splits, ``splits.json`` and the protocol split CSVs inside the store. ``fps`` is recorded
+    for every clip (PYSKL files carry none). Clips already in the store are kept (an interrupted
+    import resumes).
     """
     path, store = Path(path), Path(store)
     anns, splits = read_pyskl(path)
@@ -382,8 +383,8 @@ def export_pyskl(store: str | Path, out: str | Path, *, labels: str | Path | Non
     """Write an imported store as a PYSKL annotation pickle (one person, M = 1).
 
     ``labels`` (MA-52 list or CSV, read with ``read_labels``) and ``split`` (``splits.json`` or a
-    CSV clip_id,split) default to the store's own ``labels.csv`` / ``splits.json`` when present; clips without a label
-    get -1. Missing joints become (0, 0) with score 0, PYSKL's convention.
+    CSV clip_id,split) default to the store's own ``labels.csv`` / ``splits.json`` when present;
+    clips without a label get -1. Missing joints become (0, 0) with score 0, PYSKL's convention.
     """
     from pose_extract import open_store
 

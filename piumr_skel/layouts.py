@@ -300,7 +300,7 @@ def _face68_names() -> list[str]:
     """iBUG-300W 68-point names (the subject's right side comes first, as in the annotation)."""
     n = [f"right_jaw_{8 - j}" for j in range(8)] + ["chin"] + [f"left_jaw_{j}" for j in range(1, 9)]
     n += [f"right_brow_{k}" for k in range(1, 6)] + [f"left_brow_{k}" for k in range(5, 0, -1)]
-    n += [f"nose_bridge_{k}" for k in range(1, 5)]
+    n += [f"nose_bridge_{k}" for k in range(1, 4)] + ["nose_tip"]
     n += ["right_nose_2", "right_nose_1", "nose_bottom", "left_nose_1", "left_nose_2"]
     n += ["right_eye_outer", "right_eye_upper_outer", "right_eye_upper_inner", "right_eye_inner",
           "right_eye_lower_inner", "right_eye_lower_outer",
@@ -443,12 +443,15 @@ def assemble(layout: Layout, clip_arrays: Mapping[str, np.ndarray], width: float
                     raise ValueError(f"assemble({layout.name!r}): face part has {arr.shape[1]} points; "
                                      f"expected the {len(subset)}-point subset or a 468/478 mesh")
                 remap[p] = np.array([i for _, i in subset])
+    for p in needed:
+        top = max(max(idx) for q, idx in layout.sources if q == p)
+        have = conv[p].shape[1] if remap[p] is None else len(remap[p])
+        if top >= have:
+            raise ValueError(f"assemble({layout.name!r}): the layout reads {p}[0..{top}] but the part has "
+                             f"{have} points")
     out = np.empty((T, layout.num_joints, 3), dtype=np.float32)
     for v, (p, idx) in enumerate(layout.sources):
         src = np.asarray(idx) if remap[p] is None else remap[p][list(idx)]
-        if src.max() >= conv[p].shape[1]:
-            raise ValueError(f"assemble({layout.name!r}): joint {layout.joints[v]!r} reads {p}[{src.max()}] "
-                             f"but the part has {conv[p].shape[1]} points")
         pts = conv[p][:, src]
         out[:, v] = pts[:, 0] if len(src) == 1 else pts.mean(axis=1)
     return out

@@ -221,16 +221,24 @@ def format_metrics_table(results: Mapping[str, Mapping[str, float] | float] | pd
     if missing:
         raise ValueError(f"format_metrics_table: unknown columns {missing}")
 
-    def cell(v: object) -> str:
+    # Counts (epochs, clips) stay integers even when a missing value made pandas store them as floats.
+    integral = {c for c in columns if c not in METRIC_TITLES and pd.api.types.is_numeric_dtype(frame[c])
+                and np.all(np.mod(frame[c].dropna().to_numpy(dtype=np.float64), 1) == 0)}
+
+    def cell(v: object, c: str) -> str:
+        if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v)):
+            return "–"
+        if c in integral:
+            return str(int(v))  # type: ignore[call-overload]
         if isinstance(v, (float, np.floating)):
-            return "–" if np.isnan(v) else f"{v:.{digits}f}"
-        return "–" if v is None else str(v)
+            return f"{v:.{digits}f}"
+        return str(v)
 
     head = ["run"] + [METRIC_TITLES.get(c, str(c)) for c in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * len(columns)) + "|"]
     for i, name in enumerate(frame.index):
         # column-wise access: a row Series would upcast ints (epochs, clip counts) to floats
-        lines.append("| " + " | ".join([str(name)] + [cell(frame[c].iloc[i]) for c in columns]) + " |")
+        lines.append("| " + " | ".join([str(name)] + [cell(frame[c].iloc[i], c) for c in columns]) + " |")
     return "\n".join(lines)
 
 

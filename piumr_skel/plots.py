@@ -97,7 +97,7 @@ def plot_confusion_matrix(gt: np.ndarray, pred: np.ndarray, class_names: Sequenc
     size = max(5.0, 0.22 * k + 2)
     fig, ax = plt.subplots(figsize=(size + 1.5, size))
     im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1 if normalize else None, interpolation="nearest")
-    fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02, label="recall" if normalize else "clips")
+    fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02, shrink=0.6, label="recall" if normalize else "clips")
     ticks = np.arange(k)
     ax.set_xticks(ticks, [f"{i} {n}" for i, n in enumerate(class_names)], rotation=90, fontsize=6)
     ax.set_yticks(ticks, [f"{i} {n}" for i, n in enumerate(class_names)], fontsize=6)

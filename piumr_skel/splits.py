@@ -56,6 +56,18 @@ def make_split(protocol: str, labels: pd.DataFrame | None, *, fold: int = 0, fol
 
 
 # ----------------------------------------------------------------------------- official
+def find_ma52_lists(folder: str | Path) -> dict[str, Path]:
+    """The official list files in a folder: split name -> `<name>_list_videos.txt` (train and val required)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"MA-52 list folder not found: {folder}")
+    found = {n: folder / f"{n}_list_videos.txt" for n in SPLIT_NAMES if (folder / f"{n}_list_videos.txt").is_file()}
+    for need in ("train", "val"):
+        if need not in found:
+            raise FileNotFoundError(f"{folder}: {need}_list_videos.txt not found")
+    return found
+
+
 def _official_split(labels: pd.DataFrame | None, lists: Mapping[str, Any] | None) -> Split:
     if lists is None:
         if labels is None or "split" not in labels.columns:

@@ -49,11 +49,12 @@ def _subject_codes(subjects: np.ndarray) -> np.ndarray:
     return codes.astype(np.int64)
 
 
-def load_run_data(cfg: TrainConfig, run_dir: Path | None, splits: tuple[str, ...] = ("train", "val")) -> RunData:
+def load_run_data(cfg: TrainConfig, run_dir: Path | None, splits: tuple[str, ...] = ("train", "val"),
+                  test_list: str | None = None) -> RunData:
     """Labels + split + datasets for the config's modality; the split files go into run_dir."""
     from .data_setup import load_labelled_clips
 
-    return load_labelled_clips(cfg, run_dir, splits)
+    return load_labelled_clips(cfg, run_dir, splits, test_list=test_list)
 
 
 # ----------------------------------------------------------------------------- model
@@ -65,16 +66,16 @@ def build_model(cfg: TrainConfig, num_classes: int, layout=None) -> torch.nn.Mod
     if cfg.modality == "rgb":
         from .rgb.model import RGBRecognizer
 
-        return RGBRecognizer(arch=cfg.backbone, num_classes=num_classes, num_segments=cfg.clip_len,
+        return RGBRecognizer(arch=cfg.backbone, num_classes=num_classes, num_segments=cfg.frames,
                              tfam=cfg.tfam, tfam_kwargs=tfam_kw, pretrained=cfg.pretrained,
-                             dropout=cfg.dropout)
+                             dropout=cfg.drop_rate, width=cfg.base_channels)
     from .model import Recognizer
     from .models import create_backbone
     from .tfam import TFAM
 
     backbone = create_backbone(cfg.backbone, in_channels=3, num_classes=num_classes, layout=layout,
                                graph_mode=cfg.graph_mode, base_channels=cfg.base_channels,
-                               num_blocks=cfg.num_blocks, dropout=cfg.dropout)
+                               num_blocks=cfg.num_blocks, dropout=cfg.drop_rate)
     tfam = None
     if cfg.tfam:
         after = cfg.tfam_after or backbone.stage_ends[-2]

@@ -75,11 +75,18 @@ STATUSES = ("ok", "failed")
 
 
 def frames_schema(parts: dict[str, tuple[int, int]]) -> pa.Schema:
-    """Frames table schema: clip_id, frame, then one nullable fixed_size_list<float32>[V*C] per part."""
+    """Frames table schema: clip_id, frame, then one nullable list<float32> per part.
+
+    Every non-null entry holds exactly V*C values (flattened (V, C)); null = part not found. The list is
+    variable-size on disk because Parquet cannot store *nullable* fixed-size lists (Arrow raises
+    "Lists with non-zero length null components are not supported", apache/arrow#24425); the
+    length is checked on read instead.
+    """
     fields = [pa.field("clip_id", pa.string(), nullable=False),
               pa.field("frame", pa.int32(), nullable=False)]
     for name, (v, c) in parts.items():
-        fields.append(pa.field(name, pa.list_(pa.float32(), v * c), nullable=True))
+        fields.append(pa.field(name, pa.list_(pa.float32()), nullable=True,
+                               metadata={b"shape": f"{v},{c}".encode()}))
     return pa.schema(fields)
 
 

@@ -139,7 +139,8 @@ def test_body_scores_sum_each_body_group() -> None:
 def test_write_codabench(tmp_path: Path) -> None:
     scores, _ = example(7, n=6)
     vids = [f"test{i:04d}.mp4" for i in range(6)]
-    out = write_codabench(tmp_path / "sub" / "prediction.csv", vids, scores, zip_path=tmp_path / "sub" / "submission.zip")
+    sub = tmp_path / "sub"
+    out = write_codabench(sub / "prediction.csv", vids, scores, zip_path=sub / "submission.zip")
     assert out.name == "submission.zip"
     with zipfile.ZipFile(out) as zf:
         assert zf.namelist() == ["prediction.csv"]

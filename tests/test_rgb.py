@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from piumr_skel.rgb import (IMAGENET_MEAN, IMAGENET_STD, RGBRecognizer, ResNet, VideoClipDataset,
-                            VideoReadError, load_pretrained, read_frames, segment_indices,
+                            VideoReadError, find_videos, load_pretrained, read_frames, segment_indices,
                             temporal_shift, tsm_resnet, video_frame_count)
 from piumr_skel.rgb.tsm import TemporalShift
 
@@ -259,6 +259,7 @@ _REAL_CAPTURE = cv2.VideoCapture
 @pytest.mark.real
 def test_dataset_on_real_clips_decodes_only_sampled_frames(monkeypatch):
     paths = _real_videos()
+    num_frames = [video_frame_count(p) for p in paths]
     monkeypatch.setattr(cv2, "VideoCapture", _CountingCapture)
     for train in (True, False):
         ds = VideoClipDataset(paths, [3, 5], ["0030", "0019"], num_segments=8, train=train,
@@ -270,8 +271,12 @@ def test_dataset_on_real_clips_decodes_only_sampled_frames(monkeypatch):
             assert (label, index) == ([3, 5][i], i)
             counts = _CountingCapture.counts
             assert counts.get("retrieve") == 8 and counts.get("read", 0) == 0
-            # Grabbing stops at the last sampled frame: never the whole 1080p clip converted.
-            assert counts["grab"] <= video_frame_count(paths[i])
+            # Grabbing stops at the last sampled frame (short jumps are grabbed, not sought).
+            assert counts.get("set", 0) == 0
+            assert counts["grab"] <= num_frames[i]
+            if not train:
+                last = segment_indices(num_frames[i], 8, train=False)[-1]
+                assert counts["grab"] == last + 1 < num_frames[i]
         # Normalised pixels lie inside the ImageNet-normalised [0, 1] range.
         lo, hi = -IMAGENET_MEAN / IMAGENET_STD, (1 - IMAGENET_MEAN) / IMAGENET_STD
         assert (x.amin(dim=(0, 2, 3)).numpy() >= lo - 1e-5).all()
@@ -303,7 +308,8 @@ def test_sparse_decoding_matches_sequential_read():
 def test_dataset_randomness_is_explicit_and_epoch_dependent():
     paths = _real_videos()[:1]
     kw = dict(num_segments=4, size=64, scale_size=72, seed=3)
-    a, b = VideoClipDataset(paths, [0], ["s"], train=True, **kw), VideoClipDataset(paths, [0], ["s"], train=True, **kw)
+    a = VideoClipDataset(paths, [0], ["s"], train=True, **kw)
+    b = VideoClipDataset(paths, [0], ["s"], train=True, **kw)
     assert torch.equal(a[0][0], b[0][0])
     diffs = []
     for epoch in range(1, 4):
@@ -326,6 +332,28 @@ def test_dataset_errors_name_the_file(tmp_path):
         ds[0]
     with pytest.raises(ValueError, match="same length"):
         VideoClipDataset([bad], [0, 1], ["s"], train=False)
+    with pytest.raises(ValueError, match="scale_size 256 must be >= crop size 320"):
+        VideoClipDataset([bad], [0], ["s"], train=False, size=320)
+    assert VideoClipDataset([bad], [0], ["s"], train=False, size=112, scale_size=None).scale_size == 128
+
+
+def test_find_videos(tmp_path):
+    (tmp_path / "videos_train").mkdir()
+    (tmp_path / "videos_val").mkdir()
+    (tmp_path / "videos_train" / "0001_01_0001.mp4").write_bytes(b"x")
+    (tmp_path / "videos_val" / "0002_01_0003.MP4").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("not a video")
+    found = find_videos(tmp_path)
+    assert found == {"0001_01_0001": tmp_path / "videos_train" / "0001_01_0001.mp4",
+                     "0002_01_0003": tmp_path / "videos_val" / "0002_01_0003.MP4"}
+    (tmp_path / "videos_val" / "0001_01_0001.avi").write_bytes(b"x")
+    with pytest.raises(ValueError, match="occurs twice"):
+        find_videos(tmp_path)
+    with pytest.raises(FileNotFoundError, match="absent"):
+        find_videos(tmp_path / "absent")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no video files"):
+        find_videos(tmp_path / "empty")
 
 
 @pytest.mark.real

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from piumr_skel.labels import read_labels
-from piumr_skel.splits import assign_subject_folds, make_split, read_split_file, write_split
+from piumr_skel.splits import assign_subject_folds, find_ma52_lists, make_split, read_split_file, write_split
 
 MA52 = Path(__file__).resolve().parents[2] / "shared" / "ma52"
 needs_ma52 = pytest.mark.skipif(not (MA52 / "train_list_videos.txt").is_file(),
@@ -158,11 +158,15 @@ def test_official_from_frames_paths_and_split_column(tmp_path: Path) -> None:
         make_split("official", tr)
     with pytest.raises(ValueError, match="the val split is empty"):
         make_split("official", None, lists={"train": tr, "val": tr.iloc[:0]})
+    (tmp_path / "train_list_videos.txt").write_text("a.mp4 0\n")
+    with pytest.raises(FileNotFoundError, match="val_list_videos.txt not found"):
+        find_ma52_lists(tmp_path)
 
 
 @needs_ma52
 def test_official_ma52_lists_share_186_subjects_and_xsub_fixes_it() -> None:
-    lists = {n: MA52 / f"{n}_list_videos.txt" for n in ("train", "val", "test")}
+    lists = find_ma52_lists(MA52)
+    assert set(lists) == {"train", "val", "test"}
     split = make_split("official", None, lists=lists)
     assert [len(split[n]) for n in ("train", "val", "test")] == [11250, 5586, 5586]
     labels = pd.concat([read_labels(lists["train"]), read_labels(lists["val"])], ignore_index=True)

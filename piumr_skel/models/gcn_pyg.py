@@ -32,9 +32,10 @@ class PygSpatialGraphConv(MessagePassing):
         self.register_buffer("A", torch.as_tensor(A, dtype=torch.float32).clone())
         self.PA = nn.Parameter(torch.ones_like(self.A)) if importance else None
         k, src, dst = torch.nonzero(self.A, as_tuple=True)
-        self.register_buffer("edge_index", torch.stack([k * V + src, dst]))
-        self.register_buffer("_edge_k", k)
-        self.register_buffer("_edge_src", src)
+        # Not persistent: derived from A, so state dicts match the dense layer's key for key.
+        self.register_buffer("edge_index", torch.stack([k * V + src, dst]), persistent=False)
+        self.register_buffer("_edge_k", k, persistent=False)
+        self.register_buffer("_edge_src", src, persistent=False)
 
     def adjacency(self) -> torch.Tensor:
         """(K, V, V) effective adjacency A ⊙ PA."""

@@ -167,7 +167,8 @@ def _read_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"pretrained weights {path}: expected a state dict of tensors, got {type(obj).__name__}")
+        raise ValueError(f"pretrained weights {path}: expected a state dict of tensors, "
+                         f"got {type(obj).__name__}")
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
@@ -183,10 +184,13 @@ def load_pretrained(model: ResNet, path: str | Path) -> None:
     missing, unexpected = sorted(own.keys() - src.keys()), sorted(src.keys() - own.keys())
     if missing or unexpected:
         def show(keys: list[str]) -> str:
-            return ", ".join(keys[:8]) + (f" ... ({len(keys)} in all)" if len(keys) > 8 else "") or "none"
+            if not keys:
+                return "none"
+            return ", ".join(keys[:8]) + (f" ... ({len(keys)} in all)" if len(keys) > 8 else "")
         raise ValueError(f"pretrained weights {path} do not match {model.arch}: "
                          f"missing keys: {show(missing)}; unexpected keys: {show(unexpected)}")
-    bad = [f"{k} {tuple(src[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if src[k].shape != v.shape]
+    bad = [f"{k} {tuple(src[k].shape)} vs {tuple(v.shape)}"
+           for k, v in own.items() if src[k].shape != v.shape]
     if bad:
         raise ValueError(f"pretrained weights {path} do not match {model.arch} (width {model.width}): "
                          f"shape mismatch (file vs model) for {'; '.join(bad[:5])}"

@@ -24,8 +24,30 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
+
+
 class VideoReadError(RuntimeError):
     """A video that cannot be opened or decoded; the message names the file."""
+
+
+def find_videos(folder: str | Path) -> dict[str, Path]:
+    """Every video under `folder` (recursively, e.g. MA-52's videos_train/ videos_val/ videos_test/)
+    -> {clip_id (file stem): path}. Two files with the same stem are an error naming both."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"video folder {folder}: no such directory")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() not in VIDEO_SUFFIXES or not path.is_file():
+            continue
+        if path.stem in found:
+            raise ValueError(f"video folder {folder}: clip id {path.stem!r} occurs twice: "
+                             f"{found[path.stem]} and {path}")
+        found[path.stem] = path
+    if not found:
+        raise ValueError(f"video folder {folder}: no video files ({', '.join(VIDEO_SUFFIXES)})")
+    return found
 
 
 def segment_indices(num_frames: int, num_segments: int, *, train: bool,
@@ -115,7 +137,8 @@ def _read_sparse(path: Path, indices: np.ndarray, seek_threshold: int) -> dict[i
     return out
 
 
-def read_frames(path: str | Path, indices: Sequence[int] | np.ndarray, *, seek_threshold: int = 60) -> np.ndarray:
+def read_frames(path: str | Path, indices: Sequence[int] | np.ndarray, *,
+                seek_threshold: int = 60) -> np.ndarray:
     """Decode only frames `indices` (any order, repeats allowed) -> (len(indices), H, W, 3) uint8 RGB.
 
     seek_threshold: a jump of more than this many frames seeks instead of grabbing through.
@@ -148,13 +171,15 @@ class VideoClipDataset(Dataset):
     Train: random frame per segment, short side resized to scale_size, one random size×size crop
     and a horizontal flip (p = 0.5) shared by all frames of the clip. Test: segment centres and a
     centre crop. `set_epoch(epoch)` changes the random draws, like the skeleton dataset.
+    scale_size=None scales the short side to size·256/224. A long jump between sampled frames
+    (> seek_threshold frames) seeks instead of grabbing through.
     """
 
     num_clips = 1  # one TSN clip per video, also at test time
 
     def __init__(self, video_paths: Sequence[str | Path], labels: Sequence[int] | np.ndarray,
                  subjects: Sequence[str] | np.ndarray, *, num_segments: int = 8, train: bool,
-                 size: int = 224, scale_size: int = 256, seed: int = 0, seek_threshold: int = 60):
+                 size: int = 224, scale_size: int | None = 256, seed: int = 0, seek_threshold: int = 60):
         self.video_paths = [Path(p) for p in video_paths]
         self.labels = np.asarray(labels, dtype=np.int64)
         self.subjects = np.asarray(subjects).astype(str)
@@ -167,6 +192,8 @@ class VideoClipDataset(Dataset):
                                     + ", ".join(missing[:5]))
         if num_segments < 1:
             raise ValueError(f"num_segments must be >= 1, got {num_segments}")
+        if scale_size is None:  # TSN's 256/224 ratio for any crop size
+            scale_size = round(size * 256 / 224)
         if scale_size < size:
             raise ValueError(f"scale_size {scale_size} must be >= crop size {size}")
         self.num_segments = num_segments

@@ -1,0 +1,133 @@
+"""From a TrainConfig to datasets: labels, the protocol's split, the clip cache (or videos), streams."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from .config import TrainConfig
+
+if TYPE_CHECKING:
+    from .train import RunData
+
+MA52_LISTS = {"train": "train_list_videos.txt", "val": "val_list_videos.txt", "test": "test_list_videos.txt"}
+
+
+def _read_all_labels(cfg: TrainConfig) -> tuple[pd.DataFrame, dict[str, pd.DataFrame] | None]:
+    """-> (all labelled clips, official lists or None). A labels folder must hold MA-52's lists."""
+    from .labels import read_labels
+
+    if cfg.labels is None:
+        raise ValueError("no labels given: pass --labels (an MA-52 list, a CSV clip_id,label[,subject], "
+                         "or a folder holding train/val/test_list_videos.txt)")
+    path = Path(cfg.labels)
+    if path.is_dir():
+        lists = {split: read_labels(path / name) for split, name in MA52_LISTS.items() if (path / name).is_file()}
+        if "train" not in lists:
+            raise FileNotFoundError(f"{path}: a labels folder must hold {MA52_LISTS['train']} "
+                                    f"(and {MA52_LISTS['val']}, {MA52_LISTS['test']})")
+        labelled = pd.concat([df for s, df in lists.items() if s != "test"], ignore_index=True)
+        return labelled.drop_duplicates("clip_id"), lists
+    if not path.is_file():
+        raise FileNotFoundError(f"labels file not found: {path}")
+    return read_labels(path), None
+
+
+def class_names_for(cfg: TrainConfig) -> list[str]:
+    from .labels import MA52_CLASSES, read_class_names
+
+    return read_class_names(cfg.class_names) if cfg.class_names else list(MA52_CLASSES)
+
+
+def default_cache_dir(cfg: TrainConfig) -> Path:
+    store = Path(cfg.store).resolve()
+    tag = hashlib.sha1(str(store).encode()).hexdigest()[:8]
+    return Path("artifacts/cache") / f"{store.name}-{tag}-{cfg.layout}"
+
+
+def augment_config(cfg: TrainConfig):
+    from .transforms import AugmentConfig
+
+    return AugmentConfig(flip_p=cfg.aug_flip, rotate_p=0.5 if cfg.aug_rotate > 0 else 0.0,
+                         rotate_degrees=cfg.aug_rotate, scale_p=0.5 if cfg.aug_scale > 0 else 0.0,
+                         scale_strength=cfg.aug_scale, crop_p=cfg.aug_crop)
+
+
+def load_labelled_clips(cfg: TrainConfig, run_dir: Path | None, splits: tuple[str, ...],
+                        test_list: str | None = None) -> "RunData":
+    """Datasets for `splits` under the config's protocol; writes the split files into run_dir.
+
+    `test_list` (predict) replaces the test split by every clip of that list, labels ignored.
+    """
+    from .labels import match_store, read_labels
+    from .splits import make_split, write_split
+    from .train import RunData
+
+    if cfg.store is None:
+        raise ValueError("no store given: pass --store (a keypoint store from `piumr extract`, "
+                         "or a video folder with --modality rgb)")
+    class_names = class_names_for(cfg)
+    labels, lists = _read_all_labels(cfg)
+    bad = labels[(labels["label"] < 0) | (labels["label"] >= len(class_names))]
+    if len(bad):
+        raise ValueError(f"{cfg.labels}: {len(bad)} labels outside 0..{len(class_names) - 1} "
+                         f"(e.g. {bad['clip_id'].iloc[0]} -> {bad['label'].iloc[0]}); wrong label file "
+                         f"or class-name file?")
+    report: list[str] = []
+    if cfg.split == "official" and lists is None:
+        raise ValueError("--split official needs --labels to be the folder holding MA-52's three list files")
+    split = make_split(cfg.split, labels, fold=cfg.fold, folds=cfg.folds, seed=cfg.seed,
+                       split_file=cfg.split_file, lists=lists)
+    if run_dir is not None:
+        write_split(run_dir / "split", split, meta={"protocol": cfg.split, "fold": cfg.fold,
+                                                    "folds": cfg.folds, "seed": cfg.seed})
+    table = pd.concat([labels] + ([lists["test"]] if lists and "test" in lists else []),
+                      ignore_index=True).drop_duplicates("clip_id").set_index("clip_id")
+    if test_list is not None:
+        test_df = read_labels(test_list)
+        split = dict(split, test=list(test_df["clip_id"]))
+        table = pd.concat([table, test_df.set_index("clip_id")])
+        table = table[~table.index.duplicated(keep="last")]
+
+    if cfg.modality == "skeleton":
+        from .data import ClipCache, SkeletonDataset
+        from .layouts import get_layout
+
+        layout = get_layout(cfg.layout)
+        cache = ClipCache.build(cfg.store, layout, Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(cfg))
+        available = set(cache.clip_ids)
+    else:
+        from .rgb.video_data import VideoClipDataset, find_videos
+
+        layout = None
+        videos = find_videos(cfg.store)
+        available = set(videos)
+
+    wanted_ids = {c for name in splits for c in split.get(name, [])}
+    _, msg = match_store(table.loc[table.index.isin(wanted_ids)].reset_index(), available)
+    report.append(msg)
+    datasets, clip_ids, ys, subjects = {}, {}, {}, {}
+    for name in splits:
+        if name not in split:
+            raise ValueError(f"the {cfg.split} split has no {name!r} part (parts: {', '.join(split)})")
+        kept = table.loc[[c for c in split[name] if c in table.index and c in available]].reset_index()
+        if len(kept) == 0:
+            raise ValueError(f"the {name} split is empty: none of its {len(split[name])} clips is both "
+                             f"labelled and in {cfg.store}")
+        ids = kept["clip_id"].astype(str).tolist()
+        y = kept["label"].to_numpy(dtype=np.int64)
+        subj = kept["subject"].astype(str).to_numpy()
+        train = name == "train"
+        if cfg.modality == "skeleton":
+            ds = SkeletonDataset(cache, ids, y, subj, T=cfg.frames, stream=cfg.stream, train=train,
+                                 num_clips=1 if train else cfg.test_clips,
+                                 augment=augment_config(cfg) if train else None, seed=cfg.seed, layout=layout)
+        else:
+            ds = VideoClipDataset([videos[c] for c in ids], y, subj, num_segments=cfg.frames, train=train,
+                                  size=cfg.image_size, seed=cfg.seed)
+        datasets[name], clip_ids[name], ys[name], subjects[name] = ds, ids, y, subj
+    return RunData(datasets=datasets, clip_ids=clip_ids, labels=ys, subjects=subjects,
+                   class_names=class_names, split=split, layout=layout, report=report)
