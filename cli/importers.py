@@ -18,10 +18,11 @@ def _report(result) -> None:
 
 def _run(func, *args, **kwargs):
     from piumr_skel.importers import ImportFormatError
+    from pose_extract import StoreError
 
     try:
         return func(*args, **kwargs)
-    except (ImportFormatError, FileNotFoundError) as err:
+    except (ImportFormatError, StoreError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
 
 

@@ -9,8 +9,9 @@ import click
 @click.command("viz")
 @click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("clip")
-@click.option("--video", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="the clip's video; without it the skeleton is drawn on a blank canvas")
+@click.option("--video", default=None, type=click.Path(exists=True, path_type=Path),
+              help="the clip's video, or the folder the store was extracted from; without it the "
+                   "skeleton is drawn on a blank canvas")
 @click.option("--layout", default=None,
               help="layout to draw [default: the store's own; mp_holistic for MediaPipe stores]")
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False, path_type=Path),

@@ -56,6 +56,20 @@ def augment_config(cfg: TrainConfig):
                          scale_strength=cfg.aug_scale, crop_p=cfg.aug_crop)
 
 
+def _build_cache_once(cache_cls, store, layout, cache_dir: Path):
+    """Under DDP rank 0 builds the cache while the others wait, then they reuse it."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if dist.get_rank() == 0:
+            cache = cache_cls.build(store, layout, cache_dir)
+        dist.barrier()
+        if dist.get_rank() != 0:
+            cache = cache_cls.build(store, layout, cache_dir)
+        return cache
+    return cache_cls.build(store, layout, cache_dir)
+
+
 def load_labelled_clips(cfg: TrainConfig, run_dir: Path | None, splits: tuple[str, ...],
                         test_list: str | None = None) -> "RunData":
     """Datasets for `splits` under the config's protocol; writes the split files into run_dir.
@@ -97,7 +111,12 @@ def load_labelled_clips(cfg: TrainConfig, run_dir: Path | None, splits: tuple[st
         from .layouts import get_layout
 
         layout = get_layout(cfg.layout)
-        cache = ClipCache.build(cfg.store, layout, Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(cfg))
+        cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(cfg)
+        cache = _build_cache_once(ClipCache, cfg.store, layout, cache_dir)
+        if cache.failed or cache.skipped:
+            report.append(f"clip cache {cache_dir}: {len(cache.skipped)} clips skipped (extraction failed), "
+                          f"{len(cache.failed)} failed normalisation: "
+                          + ", ".join(list(cache.skipped)[:3] + list(cache.failed)[:3]))
         available = set(cache.clip_ids)
     else:
         from .rgb.video_data import VideoClipDataset, find_videos
@@ -106,8 +125,7 @@ def load_labelled_clips(cfg: TrainConfig, run_dir: Path | None, splits: tuple[st
         videos = find_videos(cfg.store)
         available = set(videos)
 
-    wanted_ids = {c for name in splits for c in split.get(name, [])}
-    _, msg = match_store(table.loc[table.index.isin(wanted_ids)].reset_index(), available)
+    _, msg = match_store(table.reset_index(), available)
     report.append(msg)
     datasets, clip_ids, ys, subjects = {}, {}, {}, {}
     for name in splits:

@@ -176,14 +176,14 @@ def _write_store(store_path: Path, layout_name: str, num_joints: int,
     """Write (meta, (T, V, 3) keypoints) pairs; clips already in the store are kept, not rewritten."""
     from pose_extract import StoreWriter
 
-    writer = StoreWriter(store_path, kind=IMPORTED_KIND, parts={KEYPOINT_PART: (num_joints, 3)},
-                         settings=settings, layout=layout_name)
-    done = writer.done_clip_ids()
     ids = []
-    for meta, kp in clips:
-        ids.append(meta["clip_id"])
-        if meta["clip_id"] not in done:
-            writer.write_clip(meta, {KEYPOINT_PART: kp})
+    with StoreWriter(store_path, kind=IMPORTED_KIND, parts={KEYPOINT_PART: (num_joints, 3)},
+                     settings=settings, layout=layout_name) as writer:
+        done = writer.done_clip_ids()
+        for meta, kp in clips:
+            ids.append(meta["clip_id"])
+            if meta["clip_id"] not in done:
+                writer.write_clip(meta, {KEYPOINT_PART: kp})
     return ids
 
 

@@ -56,6 +56,8 @@ class Layout:
         _set(self, "part_names", names)
         _set(self, "part_index", index)
         self._validate_sources(V)
+        for arr in (self.parents, self.flip_index, self.part_index):
+            arr.setflags(write=False)  # shared by every user of the cached layout
 
     # ------------------------------------------------------------------ validation
     def _err(self, msg: str) -> ValueError:
@@ -140,6 +142,12 @@ class Layout:
         for v, (part, idx) in enumerate(self.sources):
             if not idx or min(idx) < 0:
                 raise self._err(f"joint {self.joints[v]!r} has an empty or negative source {part}{idx}")
+
+    def __reduce__(self):
+        # The read-only parts mapping cannot be pickled; rebuild (and re-validate) from the init fields
+        # so layouts travel to DataLoader workers and into checkpoints.
+        return (Layout, (self.name, self.joints, self.edges, self.center, self.flip_pairs, dict(self.parts),
+                         self.sources))
 
     # ------------------------------------------------------------------ helpers
     def index(self, name: str) -> int:
@@ -387,7 +395,8 @@ def get_layout(name: str | Layout) -> Layout:
 
 
 # ---------------------------------------------------------------------------- store -> (T, V, 3)
-MEDIAPIPE_PARTS = ("pose", "pose_world", "left_hand", "right_hand", "face")
+# Parts in normalised image coordinates (pose_world is in metres and cannot become pixels).
+MEDIAPIPE_IMAGE_PARTS = ("pose", "left_hand", "right_hand", "face")
 
 
 def _part_to_pixels(part: str, arr: np.ndarray, width: float, height: float) -> np.ndarray:
@@ -400,11 +409,15 @@ def _part_to_pixels(part: str, arr: np.ndarray, width: float, height: float) -> 
             raise ValueError(f"part 'keypoints': expected (T, V, 3) x, y, score, got shape {arr.shape}")
         out[:] = arr[..., :3]
         return out
-    if part not in MEDIAPIPE_PARTS:
-        raise ValueError(f"unknown store part {part!r}")
+    if part not in MEDIAPIPE_IMAGE_PARTS:
+        raise ValueError(f"store part {part!r} is not in image coordinates; layouts can read "
+                         f"{', '.join(MEDIAPIPE_IMAGE_PARTS)} or keypoints")
+    need_c = 4 if part == "pose" else 3
+    if arr.shape[2] < need_c:
+        raise ValueError(f"part {part!r}: expected (T, V, {need_c}) normalised landmarks, got shape {arr.shape}")
     out[..., 0] = arr[..., 0] * width
     out[..., 1] = arr[..., 1] * height
-    if part in ("pose", "pose_world"):
+    if part == "pose":
         out[..., 2] = arr[..., 3]  # visibility
     else:  # hands and face have no per-point score: a detected point counts as certain
         out[..., 2] = np.where(np.isnan(arr[..., 0]), np.nan, 1.0)

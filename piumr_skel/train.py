@@ -99,9 +99,8 @@ def predict_scores(model: torch.nn.Module, loader, device: torch.device, amp: bo
     all_scores, all_idx = [], []
     for x, _, idx in loader:
         x = x.to(device, non_blocking=True)
-        clips = 1
-        if x.ndim == 5 and x.shape[1] > 0 and getattr(loader.dataset, "num_clips", 1) > 1:
-            clips = x.shape[1]
+        clips = getattr(loader.dataset, "num_clips", 1)  # items are (clips, C, T, V) when > 1
+        if clips > 1:
             x = x.flatten(0, 1)
         with engine.autocast(device, amp):
             logits = model(x)[0]
@@ -283,7 +282,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, echo: Callable[[str], None]
             n = y.shape[0]
             seen += n
             correct += int((logits.argmax(1) == y).sum())
-            sums["loss"] = sums.get("loss", 0.0) + float(loss) * n
+            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * n
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * n
             bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{lr:.3g}")

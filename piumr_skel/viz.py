@@ -38,6 +38,7 @@ class ClipSkeleton:
     width: int
     height: int
     fps: float
+    rel_path: str = ""
 
 
 def joint_colors(layout) -> np.ndarray:
@@ -118,7 +119,7 @@ def load_clip_skeleton(store, clip_id: str, layout: str | None = None) -> ClipSk
         finite = kp[..., :2][np.isfinite(kp[..., :2]).all(-1)]
         top = finite.max(axis=0) if finite.size else np.array([64.0, 64.0])
         width, height = int(math.ceil(top[0] * 1.05)) + 1, int(math.ceil(top[1] * 1.05)) + 1
-    return ClipSkeleton(clip_id, lay, kp, width, height, fps)
+    return ClipSkeleton(clip_id, lay, kp, width, height, fps, str(row.get("rel_path", "") or ""))
 
 
 def _video_frames(video: Path) -> Iterator[np.ndarray]:
@@ -138,7 +139,8 @@ def _video_frames(video: Path) -> Iterator[np.ndarray]:
 def render_frames(skel: ClipSkeleton, *, video: str | Path | None = None,
                   indices: Sequence[int] | None = None, scale: float = 1.0,
                   min_score: float | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (frame index, (H, W, 3) uint8 BGR image) for ``indices`` (default all frames).
+    """Yield (frame index, (H, W, 3) uint8 BGR image) for ``indices`` (default all frames), in
+    increasing frame order.
 
     With ``video`` the skeleton is drawn over the decoded frame of the same index (keypoints
     rescaled if the video size differs from the store's); past the video's end, or without a
@@ -233,7 +235,11 @@ def render(store, clip_id: str, out: str | Path, *, video: str | Path | None = N
            layout: str | None = None, frame: int | None = None, sheet: int = 0,
            scale: float = 1.0, min_score: float | None = None) -> Path:
     """Render one clip of a store to ``out``: .mp4 / .gif (every frame) or .png (frame ``frame``,
-    default the middle one, or with ``sheet`` = n a contact sheet of n evenly spaced frames)."""
+    default the middle one, or with ``sheet`` = n a contact sheet of n evenly spaced frames).
+
+    ``video`` is the clip's video file, or the folder the store was extracted from (the clip's
+    ``rel_path`` is looked up there).
+    """
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in SUFFIXES:
@@ -242,6 +248,8 @@ def render(store, clip_id: str, out: str | Path, *, video: str | Path | None = N
     t = skel.keypoints.shape[0]
     if t == 0:
         raise ValueError(f"clip {clip_id!r} has no frames")
+    if video is not None and Path(video).is_dir():
+        video = Path(video) / (skel.rel_path or f"{clip_id}.mp4")
     out.parent.mkdir(parents=True, exist_ok=True)
     kw = dict(video=video, scale=scale, min_score=min_score)
     if suffix == ".png":

@@ -301,7 +301,7 @@ class StoreWriter:
         if not (self.path / STORE_FILE).exists():
             with self._locked():
                 if not (self.path / STORE_FILE).exists():
-                    data = json.dumps(self.info, indent=2, sort_keys=True).encode()
+                    data = json.dumps(self.info, indent=2).encode()  # keep part order
                     _atomic_write_bytes(self.path / STORE_FILE, data, self.path / TMP_DIR)
                 else:  # another writer created it meanwhile
                     self.info = read_info(self.path)

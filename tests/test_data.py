@@ -278,3 +278,24 @@ def test_cache_rebuilds_when_store_changes(tmp_path: Path):
     assert sorted(rebuilt.clip_ids) == ["0001_01_0001", "0002_01_0001"]
     other = ClipCache.build(store, layouts.get_layout("mp_holistic"), tmp_path / "cache")
     assert other.meta["layout"] == "mp_holistic" and other.frames.shape[1] == 77
+
+
+def test_distributed_loader_uses_seeded_sampler(toy_cache: ClipCache, tmp_path: Path):
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not available in this build")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        ds = _dataset(toy_cache)
+        kw = dict(batch_size=4, shuffle=True, num_workers=0, seed=5, drop_last=False,
+                  distributed=True)
+        loader = make_loader(ds, epoch=1, **kw)
+        assert isinstance(loader.sampler, torch.utils.data.DistributedSampler)
+        assert loader.sampler.epoch == 1
+        order = [i for _, _, b in loader for i in b.tolist()]
+        assert sorted(order) == list(range(len(ds)))
+        assert order == [i for _, _, b in make_loader(ds, epoch=1, **kw) for i in b.tolist()]
+        assert order != [i for _, _, b in make_loader(ds, epoch=2, **kw) for i in b.tolist()]
+    finally:
+        dist.destroy_process_group()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import pickle
 
 import numpy as np
 import pytest
@@ -38,6 +39,10 @@ def test_tiny_layout_derived_fields():
         lay.center = 1  # type: ignore[misc]
     with pytest.raises(TypeError):
         lay.parts["body"] = (0,)  # type: ignore[index]
+    with pytest.raises(ValueError, match="read-only"):
+        lay.parents[1] = 2
+    again = pickle.loads(pickle.dumps(lay))  # DataLoader workers and checkpoints pickle layouts
+    assert again == lay and hash(again) == hash(lay) and (again.parents == lay.parents).all()
 
 
 def test_disconnected_layout_raises():
@@ -191,3 +196,13 @@ def test_assemble_face_subset_and_full_mesh_agree():
     np.testing.assert_array_equal(a, b)
     f0 = lay.index("face_nose_tip")
     np.testing.assert_allclose(a[:, f0, :2], mesh[:, 1, :2] * 100, rtol=1e-6)
+
+
+def test_assemble_rejects_wrong_channels_and_world_coordinates():
+    lay = get_layout("mp_pose")
+    with pytest.raises(ValueError, match=r"part 'pose': expected \(T, V, 4\)"):
+        assemble(lay, {"pose": np.zeros((2, 33, 3), np.float32)}, 10, 10)
+    world = Layout(name="world", joints=("a", "b"), edges=((1, 0),), center=0, flip_pairs=(),
+                   parts={"body": (0, 1)}, sources=(("pose_world", (0,)), ("pose_world", (1,))))
+    with pytest.raises(ValueError, match="'pose_world' is not in image coordinates"):
+        assemble(world, {"pose_world": np.zeros((2, 33, 4), np.float32)}, 10, 10)

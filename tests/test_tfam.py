@@ -181,7 +181,7 @@ def test_joint_anchors():
     tfam = _tfam(8, joint_anchors=True, num_joints=3)
     assert tfam.anchors.shape == (3, 16, 8)
     y, aux = tfam(_features())
-    assert torch.isfinite(aux["wasserstein"])
+    assert y.shape == (2, 8, 16, 3) and torch.isfinite(aux["wasserstein"])
     with pytest.raises(ValueError, match="num_joints"):
         tfam(_features(v=4))
     with pytest.raises(ValueError, match="num_joints"):

@@ -166,3 +166,84 @@ def test_cli_viz_writes_gif(tmp_path, coco):
     assert r.exit_code == 0, r.output
     with Image.open(tmp_path / "c.gif") as im:
         assert im.n_frames == T
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_real_clip_skeleton_lies_on_the_person(tmp_path):
+    """Extract one real MA-52 clip with MediaPipe Holistic and draw it over its video."""
+    videos = SHARED / "videos"
+    if not videos.is_dir():
+        pytest.skip(f"{videos} is absent: the real MA-52 clips live in ../shared/ma52")
+    from pose_extract import extract_videos, open_store
+
+    store = tmp_path / "store"
+    extract_videos(videos, store, limit=1, progress=False)  # the first clip by name
+    st = open_store(store)
+    row = st.clips().iloc[0]
+    assert row["status"] == "ok", row["error"]
+    clip_id, video = row["clip_id"], videos / row["rel_path"]
+
+    skel = load_clip_skeleton(st, clip_id)  # MediaPipe -> mp_holistic through assemble
+    assert skel.layout.name == "mp_holistic" and skel.keypoints.shape[1] == 77
+    mid = skel.keypoints.shape[0] // 2
+    body = [skel.layout.index(n) for n in ("nose", "left_shoulder", "right_shoulder",
+                                          "left_hip", "right_hip")]
+    xy = skel.keypoints[mid, body, :2]
+    # MA-52 clips are person-centred crops: the body lies inside the frame, around its middle.
+    assert np.isfinite(xy).all()
+    assert (xy[:, 0] > 0.15 * skel.width).all() and (xy[:, 0] < 0.85 * skel.width).all()
+    assert (xy[:, 1] > 0.05 * skel.height).all() and (xy[:, 1] < 0.95 * skel.height).all()
+
+    out = render(st, clip_id, tmp_path / "real.png", video=video)
+    drawn = cv2.imread(str(out))
+    cap = cv2.VideoCapture(str(video))
+    for _ in range(mid + 1):  # decode forward, as the renderer does, rather than trust seeking
+        ok, raw = cap.read()
+    cap.release()
+    assert ok and drawn.shape == raw.shape == (skel.height, skel.width, 3)
+    # the drawing changed the frame at the nose and left it alone in a far corner
+    nx, ny = skel.keypoints[mid, skel.layout.index("nose"), :2].round().astype(int)
+    assert np.abs(drawn[ny, nx].astype(int) - raw[ny, nx].astype(int)).max() > 30
+    assert np.array_equal(drawn[:20, :20], raw[:20, :20])
+
+
+def _mediapipe_store(tmp_path: Path, left_hand_found: bool) -> Path:
+    """A 200 x 200 MediaPipe store, 3 frames: the body on the left, the right hand bottom-left,
+    the left hand (when found) alone in the top-right corner."""
+    from pose_extract import KIND_MEDIAPIPE, mediapipe_parts
+
+    parts = mediapipe_parts()
+    t = 3
+    frames = {p: np.full((t, v, c), np.nan, np.float32) for p, (v, c) in parts.items()}
+    rng = np.random.default_rng(0)
+    pose = np.zeros((t, 33, 4), np.float32)
+    pose[..., 0] = rng.uniform(0.1, 0.5, (t, 33))
+    pose[..., 1] = rng.uniform(0.1, 0.7, (t, 33))
+    pose[..., 3] = 0.9
+    frames["pose"] = pose
+    frames["pose_world"] = pose.copy()
+    right = np.zeros((t, 21, 3), np.float32)
+    right[..., 0] = rng.uniform(0.05, 0.2, (t, 21))
+    right[..., 1] = rng.uniform(0.8, 0.95, (t, 21))
+    frames["right_hand"] = right
+    if left_hand_found:
+        left = np.zeros((t, 21, 3), np.float32)
+        left[..., 0] = rng.uniform(0.8, 0.95, (t, 21))
+        left[..., 1] = rng.uniform(0.05, 0.2, (t, 21))
+        frames["left_hand"] = left
+    path = tmp_path / f"mp_{left_hand_found}"
+    with StoreWriter(path, kind=KIND_MEDIAPIPE, parts=parts, settings={}) as writer:
+        writer.write_clip({"clip_id": "c", "fps": 30.0, "width": 200, "height": 200}, frames)
+    return path
+
+
+def test_mediapipe_store_missing_hand_draws_nothing_in_its_region(tmp_path):
+    with_hand = cv2.imread(str(render(_mediapipe_store(tmp_path, True), "c", tmp_path / "a.png")))
+    no_hand = cv2.imread(str(render(_mediapipe_store(tmp_path, False), "c", tmp_path / "b.png")))
+    assert with_hand.shape == no_hand.shape == (200, 200, 3)
+    corner = (slice(0, 50), slice(150, 200))  # the left hand's region, away from the body
+    assert (with_hand[corner] != BACKGROUND).any()
+    assert (no_hand[corner] == BACKGROUND).all()
+    # the right hand (bottom-left) is drawn in both
+    assert (no_hand[155:195, 5:45] != BACKGROUND).any()
