@@ -10,6 +10,8 @@ from typing import Iterable, overload
 import numpy as np
 import pandas as pd
 
+from pose_extract.schema import parse_subject as _parse_store_subject
+
 # The public MA-52 class names (label_name.txt of the dataset), embedded so the package does not
 # depend on a copy of the dataset files.
 MA52_CLASSES: tuple[str, ...] = (
@@ -39,7 +41,6 @@ ACTION_TO_BODY = np.searchsorted(BODY_STARTS, np.arange(NUM_ACTIONS), side="righ
 
 # Suffixes stripped from list entries to get the clip id (= the video's file stem).
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
-_MA52_NAME = re.compile(r"^(\d+)_(\d+)_(\d+)$")
 
 
 @overload
@@ -61,9 +62,8 @@ def body_of_action(a):
 
 
 def parse_subject(clip_id: str) -> str:
-    """Person id "SSSS" of an MA-52 name SSSS_BB_NNNN (extension allowed), else ""."""
-    m = _MA52_NAME.match(clip_id_of(clip_id))
-    return m.group(1) if m else ""
+    """Person id "SSSS" of an MA-52 name SSSS_BB_NNNN (extension and folders allowed), else ""."""
+    return _parse_store_subject(clip_id_of(clip_id))
 
 
 def clip_id_of(name: str) -> str:

@@ -260,9 +260,9 @@ def _plan(videos: Path, out: Path, settings: ExtractSettings, shard: tuple[int, 
         if info.get("kind") != KIND_MEDIAPIPE:
             raise ExtractError(f"{out} is a store of kind {info.get('kind')!r}, not {KIND_MEDIAPIPE!r}")
         if info.get("settings") != settings.to_dict():
-            raise ExtractError(
-                f"{out} was made with different settings ({describe_settings_diff(info.get('settings', {}), settings.to_dict())}); "
-                "re-run with the store's options or choose a new output folder")
+            diff = describe_settings_diff(info.get("settings", {}), settings.to_dict())
+            raise ExtractError(f"{out} was made with different settings ({diff}); re-run with the "
+                               "store's options or choose a new output folder")
         if info.get("extractor_version") != extractor_version():
             log.warning("%s was made by %s, this is %s", out, info.get("extractor_version"),
                         extractor_version())

@@ -1,4 +1,4 @@
-"""Finding video files, splitting them into shards, and decoding them with checks that name what went wrong."""
+"""Finding video files, splitting them into shards, and decoding them with checks that say what failed."""
 from __future__ import annotations
 
 import zlib
