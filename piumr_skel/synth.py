@@ -464,7 +464,7 @@ def _action(m: _Motion, action: int, s: SubjectStyle, rng: np.random.Generator, 
     if action == 9:      # nodding: repeated pitch down-up
         m.head[0] += 0.24 * amp * env * bump(1.8)
     elif action == 5:    # bowing head: one slow pitch down, held
-        m.head[0] += 0.30 * amp * env + 0.02 * amp * env * osc(0.8)
+        m.head[0] += 0.40 * amp * env + 0.02 * amp * env * osc(0.8)
     elif action == 10:   # shaking head: yaw oscillation
         m.head[1] += 0.32 * amp * env * osc(2.0)
     elif action == 8:    # turning head: one yaw turn, held, back
@@ -475,7 +475,7 @@ def _action(m: _Motion, action: int, s: SubjectStyle, rng: np.random.Generator, 
         m.torso[2] += 0.07 * amp * env * osc(1.7)
         m.shift[:, 0] += 0.03 * amp * env * osc(1.7)
     elif action == 2:    # shrugging: both shoulders up, once or twice
-        m.lift += (0.055 * amp * env * bump(1.1))[:, None]
+        m.lift += (0.07 * amp * env * bump(1.1))[:, None]
     elif action == 3:    # turning around: big torso yaw, the head follows further
         m.torso[1] += sgn * 0.6 * amp * env
         m.head[1] += sgn * 0.25 * amp * env
@@ -532,7 +532,7 @@ def _action(m: _Motion, action: int, s: SubjectStyle, rng: np.random.Generator, 
     elif action == 24:   # shaking legs: fast heel tapping, one or both legs
         legs = [0, 1] if rng.random() < 0.5 else [int(rng.integers(0, 2))]
         for leg in legs:
-            m.thigh_pitch[:, leg] += 0.06 * amp * env * osc(4.0 + 0.3 * leg)
+            m.thigh_pitch[:, leg] += 0.08 * amp * env * osc(4.0 + 0.3 * leg)
             m.shin[:, leg] += 0.04 * amp * env * osc(4.0 + 0.3 * leg)
     elif action == 28:   # crossing legs: one knee over the other, held
         leg, other = (1, 0) if sgn > 0 else (0, 1)
