@@ -20,3 +20,7 @@ for _name in _COMMAND_MODULES:
     _mod = importlib.import_module(f"cli.{_name}")
     for _cmd in _mod.COMMANDS:
         cli.add_command(_cmd)
+
+
+if __name__ == "__main__":  # `torchrun --nproc_per_node N -m cli.main train ...`
+    cli()

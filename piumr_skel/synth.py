@@ -123,8 +123,9 @@ class SynthConfig:
     height: int = 1296
     fps: float = 30.0
     frames_range: tuple[int, int] = (45, 75)
-    # class prior: per-subject Dirichlet(concentration * global long-tail), mixed with a floor
-    prior_concentration: float = 2.0
+    # class prior: per-subject Dirichlet(concentration * num_classes * global long-tail), mixed with
+    # a floor; concentration is the mean Dirichlet parameter per class (smaller = more skewed)
+    prior_concentration: float = 0.5
     prior_floor: float = 0.02
     prior_tail: float = 0.6               # global class weights (rank+1)^-tail: MA-52 is long-tailed
     # body and camera
@@ -734,22 +735,24 @@ def generate_store(out: str | Path, *, num_subjects: int | None = None, clips_pe
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise FileExistsError(f"{out}: not empty; refusing to mix a new synthetic store into it "
-                                  f"(pass overwrite=True to replace it)")
+                                  f"(pass overwrite=True to replace an existing store)")
+        if not (out / "store.json").is_file():
+            # never delete a folder that is not a keypoint store, whatever the caller asked
+            raise FileExistsError(f"{out}: not empty and not a keypoint store (no store.json); "
+                                  f"not deleting it, choose another output folder")
         shutil.rmtree(out)
     names = list(MA52_CLASSES)
 
     settings = {"generator": GENERATOR_VERSION, "seed": seed, "synth": config.to_dict()}
-    writer = StoreWriter(out, kind="mediapipe_holistic", parts=dict(PARTS), settings=settings)
     lines = []
     total = config.num_subjects * config.clips_per_subject
-    for done, clip in enumerate(generate_clips(config, seed), 1):
-        writer.write_clip(clip.meta, clip.parts)
-        lines.append(f"{clip.clip_id}.mp4 {clip.label}\n")
-        if progress is not None:
-            progress(done, total)
-    close = getattr(writer, "close", None)
-    if callable(close):
-        close()
+    with StoreWriter(out, kind="mediapipe_holistic", parts=dict(PARTS), settings=settings,
+                     extractor_version=GENERATOR_VERSION) as writer:
+        for done, clip in enumerate(generate_clips(config, seed), 1):
+            writer.write_clip(clip.meta, clip.parts)
+            lines.append(f"{clip.clip_id}.mp4 {clip.label}\n")
+            if progress is not None:
+                progress(done, total)
 
     labels_dir.mkdir(parents=True, exist_ok=True)
     labels_path = labels_dir / "labels.txt"
