@@ -5,6 +5,9 @@ An unknown key or a bad value is a `ConfigError` that names the key and lists th
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
+import re
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -147,7 +150,9 @@ def make_config(values: dict[str, Any], source: str = "options") -> TrainConfig:
     """Build a validated TrainConfig from a plain dict."""
     unknown = sorted(set(values) - FIELDS)
     if unknown:
-        raise ConfigError(f"invalid config ({source}): unknown key(s) {', '.join(map(repr, unknown))}; "
+        hints = [f"{k!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(k, FIELDS, 1))
+                 else repr(k) for k in unknown]
+        raise ConfigError(f"invalid config ({source}): unknown key(s) {', '.join(hints)}; "
                           f"valid keys: {', '.join(sorted(FIELDS))}")
     try:
         cfg = TrainConfig(**values)
@@ -170,7 +175,9 @@ def _check_ranges(cfg: TrainConfig, source: str) -> None:
 
         if cfg.layout not in LAYOUTS:
             problems.append(f"layout: unknown {cfg.layout!r}; choices: {', '.join(sorted(LAYOUTS))}")
-    for key in ("epochs", "batch_size", "frames", "test_clips", "folds", "girl_num_groups",
+    if cfg.clip_len is not None and cfg.clip_len < 1:
+        problems.append(f"clip_len: must be >= 1 (got {cfg.clip_len})")
+    for key in ("epochs", "batch_size", "test_clips", "image_size", "folds", "girl_num_groups",
                 "tfam_anchors", "tfam_iters", "base_channels", "num_blocks", "eval_every"):
         if getattr(cfg, key) < 1:
             problems.append(f"{key}: must be >= 1 (got {getattr(cfg, key)})")
@@ -181,6 +188,26 @@ def _check_ranges(cfg: TrainConfig, source: str) -> None:
     for key in ("tfam_p", "aug_flip", "aug_crop"):
         if not 0.0 <= getattr(cfg, key) <= 1.0:
             problems.append(f"{key}: must be a probability in [0, 1] (got {getattr(cfg, key)})")
+    for key in ("momentum", "label_smoothing", "aug_scale", "dropout"):
+        value = getattr(cfg, key)
+        if value is not None and not 0.0 <= value < 1.0:
+            problems.append(f"{key}: must be in [0, 1) (got {value})")
+    for key in ("lr", "tfam_eps", "tfam_gamma", "girl_tau"):
+        value = getattr(cfg, key)
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            problems.append(f"{key}: must be a finite number > 0 (got {value})")
+    for key in ("weight_decay", "grad_clip", "lambda_w", "lambda_c", "girl_lambda_var", "girl_eta",
+                "tfam_alpha", "aug_rotate", "warmup_epochs", "girl_warmup", "seed"):
+        value = getattr(cfg, key)
+        if value is not None and not value >= 0:
+            problems.append(f"{key}: must be >= 0 (got {value})")
+    if cfg.max_steps_per_epoch is not None and cfg.max_steps_per_epoch < 1:
+        problems.append(f"max_steps_per_epoch: must be >= 1 when given (got {cfg.max_steps_per_epoch})")
+    if cfg.modality == "skeleton" and cfg.tfam_after is not None and not 1 <= cfg.tfam_after < cfg.num_blocks:
+        # after the last block TFAM would feed only the pooling, where it does almost nothing (METHOD.md)
+        problems.append(f"tfam_after: must be a block index in 1..{cfg.num_blocks - 1} (got {cfg.tfam_after})")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.device):
+        problems.append(f"device: must be auto, cpu, cuda, cuda:N or mps (got {cfg.device!r})")
     if problems:
         raise ConfigError(f"invalid config ({source}):\n  " + "\n  ".join(problems))
 

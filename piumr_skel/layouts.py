@@ -304,6 +304,22 @@ def _openpose18_spec() -> dict:
                 sources=[("keypoints", (i,)) for i in range(18)])
 
 
+def _openpose28_spec() -> dict:
+    """PCAN's MA-52 release: OpenPose-18 + 5 fingertips per hand (thumb..pinky), each tip hung from
+    its wrist. The release's tip order is not documented publicly; we assume left hand 18–22, then
+    right hand 23–27 — check a drawn clip (`piumr viz`) before trusting it."""
+    spec = _openpose18_spec()
+    tips = ("thumb_tip", "index_tip", "middle_tip", "ring_tip", "pinky_tip")
+    left = list(range(18, 23))
+    right = list(range(23, 28))
+    spec["joints"] = spec["joints"] + [f"left_{t}" for t in tips] + [f"right_{t}" for t in tips]
+    spec["edges"] = spec["edges"] + [(j, 7) for j in left] + [(j, 4) for j in right]
+    spec["flip_pairs"] = spec["flip_pairs"] + list(zip(left, right))
+    spec["parts"] = dict(spec["parts"], left_hand=tuple(left), right_hand=tuple(right))
+    spec["sources"] = [("keypoints", (i,)) for i in range(28)]
+    return spec
+
+
 def _face68_names() -> list[str]:
     """iBUG-300W 68-point names (the subject's right side comes first, as in the annotation)."""
     n = [f"right_jaw_{8 - j}" for j in range(8)] + ["chin"] + [f"left_jaw_{j}" for j in range(1, 9)]
@@ -381,6 +397,7 @@ LAYOUTS: dict[str, Callable[[], Layout]] = {
     "mp_holistic_face": _builder("mp_holistic_face", _mp_holistic_face_spec),
     "coco17": _builder("coco17", _coco17_spec),
     "openpose18": _builder("openpose18", _openpose18_spec),
+    "openpose28": _builder("openpose28", _openpose28_spec),
     "halpe136": _builder("halpe136", _halpe136_spec),
 }
 

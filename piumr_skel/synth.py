@@ -133,20 +133,20 @@ class SynthConfig:
     focal_range: tuple[float, float] = (560.0, 760.0)   # pixels per metre: camera distance
     offset_sd_px: float = 40.0            # where the person sits in the crop
     # execution
-    speed_sd: float = 0.22                # personal tempo: oscillation frequency and clip length
-    amplitude_sd: float = 0.25            # personal amplitude of every movement
+    speed_sd: float = 0.30                # personal tempo: oscillation frequency and clip length
+    amplitude_sd: float = 0.35            # personal amplitude of every movement
     clip_speed_sd: float = 0.10           # clip-to-clip variation of the same person
-    clip_amplitude_sd: float = 0.20
+    clip_amplitude_sd: float = 0.25
     onset_range: tuple[float, float] = (0.0, 0.3)        # personal onset, fraction of the clip
     active_range: tuple[float, float] = (0.55, 0.9)      # fraction of the clip the action lasts
     style_class_coupling: float = 0.25    # per-person, per-class tempo/amplitude/tremor habits (log sd)
-    habit_prob: float = 0.35              # chance a clip also holds a weak favourite-class fidget
-    habit_amplitude: float = 0.35
+    habit_prob: float = 0.45              # chance a clip also holds a weak favourite-class fidget
+    habit_amplitude: float = 0.5
     # tremor: a personal frequency band and amplitude, on hands and (weaker) head
     tremor_freq_range: tuple[float, float] = (3.0, 9.0)    # Hz
     tremor_amp_range: tuple[float, float] = (0.001, 0.008)  # metres at the wrist
     # resting posture (radians / metres, standard deviations across people)
-    posture_sd: float = 1.0               # scales every posture spread below
+    posture_sd: float = 1.3               # scales every posture spread below
     left_handed_prob: float = 0.12
     switch_hand_prob: float = 0.15
     # detector behaviour

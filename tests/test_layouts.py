@@ -13,7 +13,7 @@ from piumr_skel.layouts import LAYOUTS, Layout, assemble, get_layout
 HAS_FACE_SUBSET = importlib.util.find_spec("pose_extract.schema") is not None
 NEEDS_FACE = pytest.mark.skipif(not HAS_FACE_SUBSET, reason="pose_extract.schema (FACE_SUBSET) not written yet")
 LAYOUT_PARAMS = [pytest.param(n, marks=NEEDS_FACE) if n == "mp_holistic_face" else n for n in LAYOUTS]
-EXPECTED_V = {"mp_pose": 35, "mp_holistic": 77, "mp_holistic_face": 101, "coco17": 17, "openpose18": 18,
+EXPECTED_V = {"mp_pose": 35, "mp_holistic": 77, "mp_holistic_face": 101, "coco17": 17, "openpose18": 18, "openpose28": 28,
               "halpe136": 136}
 
 

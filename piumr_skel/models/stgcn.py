@@ -9,6 +9,7 @@ from torch import nn
 
 from ..layouts import Layout
 from .base import Backbone, stage_plan
+from .gcn_pyg import PygSpatialGraphConv
 from .registry import register_backbone
 
 __all__ = ["SpatialGraphConv", "TemporalConv", "STGCNBlock", "STGCN"]
@@ -69,8 +70,6 @@ class STGCNBlock(nn.Module):
         if impl == "dense":
             gconv: nn.Module = SpatialGraphConv(in_channels, out_channels, A)
         elif impl == "pyg":
-            from .gcn_pyg import PygSpatialGraphConv  # optional path, kept off the default import cost
-
             gconv = PygSpatialGraphConv(in_channels, out_channels, A)
         else:
             raise ValueError(f"unknown graph-conv impl {impl!r}; choices: dense, pyg")
