@@ -241,7 +241,8 @@ def incompatibilities(runs: Sequence[RunOutputs]) -> list[str]:
             reasons.append(f"{pair}: different class sets: {what}")
         a, b = _split_settings(r.config), _split_settings(ref.config)
         if a != b:
-            diff = ", ".join(f"{k} {a.get(k)!r} vs {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+            keys = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+            diff = ", ".join(f"{k} {a.get(k)!r} vs {b.get(k)!r}" for k in keys)
             reasons.append(f"{pair}: different splits in the configs: {diff}")
         if r.split_parts is not None and ref.split_parts is not None:
             for part in sorted(set(r.split_parts) | set(ref.split_parts)):

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from piumr_skel.compare import (CompareError, PUBLISHED_MA52, align_runs, check_compatible, compare_runs,
-                                late_fusion, load_run, mcnemar, run_metrics)
+                                late_fusion, load_run, mcnemar)
 from piumr_skel.config import make_config, save_config
 from piumr_skel.metrics import ma52_metrics, subject_robustness
 from piumr_skel.splits import write_split

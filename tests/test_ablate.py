@@ -1,0 +1,236 @@
+"""`piumr ablate`: seeds, spec checks, the summary table, resume, the grouping study, end to end."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from cli.ablate import ablate_cmd
+from piumr_skel import ablate
+from piumr_skel.ablate import AblationError, make_spec, parse_seeds, plan_runs, summary_table
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Tiny synthetic people and the tiniest model that still runs every part (TFAM, GIRL) on CPU.
+TINY_SYNTH = {"preset": "demo", "num_subjects": 8, "clips_per_subject": 4, "num_classes": 3,
+              "frames_range": [20, 30]}
+TINY_TRAIN = dict(folds=2, layout="mp_pose", backbone="stgcn", base_channels=4, num_blocks=3, clip_len=8,
+                  test_clips=1, batch_size=8, epochs=1, warmup_epochs=0, girl_warmup=0, max_steps_per_epoch=1,
+                  num_workers=0, tfam_iters=5, tfam_anchors=4, girl_num_groups=2, device="cpu")
+
+
+def _tiny_yaml(path: Path, **extra) -> Path:
+    path.write_text(yaml.safe_dump({"synthetic": TINY_SYNTH, "seeds": 1, **TINY_TRAIN, **extra}))
+    return path
+
+
+# ----------------------------------------------------------------------------- small pieces
+def test_parse_seeds_count_and_lists() -> None:
+    assert parse_seeds(3) == [0, 1, 2]
+    assert parse_seeds("2") == [0, 1]
+    assert parse_seeds("0,5") == [0, 5]
+    assert parse_seeds("7,") == [7]
+    assert parse_seeds([4, 1]) == [4, 1]
+    for bad in (0, "x", "1,1", "-1,2", [], True):
+        with pytest.raises(AblationError, match="seeds"):
+            parse_seeds(bad)
+
+
+def test_spec_refuses_what_the_ablation_controls(tmp_path: Path) -> None:
+    store = dict(store=str(tmp_path / "s"), labels=str(tmp_path / "l.txt"))
+    with pytest.raises(AblationError, match="--tfam"):
+        make_spec(tmp_path, overrides={**store, "tfam": True})
+    with pytest.raises(AblationError, match="--seed"):
+        make_spec(tmp_path, overrides={**store, "seed": 3})
+    with pytest.raises(AblationError, match="xsub"):
+        make_spec(tmp_path, overrides={**store, "split": "official"})
+    with pytest.raises(AblationError, match="--store and --labels"):
+        make_spec(tmp_path, overrides={})
+    with pytest.raises(AblationError, match="makes its own store"):
+        make_spec(tmp_path, overrides=store, synthetic="demo")
+    with pytest.raises(AblationError, match="unknown synthetic preset"):
+        make_spec(tmp_path, config=_tiny_yaml(tmp_path / "a.yaml", synthetic={"preset": "huge"}))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: 2\nfoo: 1\n")
+    with pytest.raises(ValueError, match="bad.yaml.*'foo'"):
+        make_spec(tmp_path, config=bad, overrides=store)
+
+
+def test_yaml_controlled_keys_are_dropped_with_a_note(tmp_path: Path) -> None:
+    cfg = _tiny_yaml(tmp_path / "r.yaml", tfam=True, seed=9, name="x")
+    notes: list[str] = []
+    spec = make_spec(tmp_path / "out", config=cfg, echo=notes.append)
+    assert any("ignoring name, seed, tfam" in n for n in notes)
+    assert spec.seeds == [0]
+    assert spec.base.out_dir == str((tmp_path / "out" / "runs").resolve())
+
+
+def test_benchmark_recipe_parses_and_plans(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, config=REPO / "configs" / "ablate_synth.yaml")
+    assert spec.synthetic == {"preset": "benchmark", "seed": 0, "overrides": {}}
+    assert spec.base.split == "xsub" and spec.base.store == str(tmp_path.resolve() / "store")
+    runs = plan_runs(spec)
+    assert len(runs) == 4 * spec.base.folds * len(spec.seeds)
+    assert {(r.cfg.tfam, r.cfg.girl) for r in runs} == set(ablate.VARIANTS.values())
+    # every variant sees the same (fold, seed) pairs
+    pairs = {k: {(r.fold, r.seed) for r in runs if r.key == k} for k in ablate.VARIANTS}
+    assert len({frozenset(p) for p in pairs.values()}) == 1
+    spec.grouping_study = True
+    keys = {r.key for r in plan_runs(spec)}
+    assert keys == set(ablate.VARIANTS) | {"full-subject", "full-random"}
+    assert {r.cfg.girl_groups for r in plan_runs(spec) if r.key.startswith("full")} == set(ablate.GROUPINGS)
+
+
+def test_summary_table_means_and_paired_deltas() -> None:
+    rows = []
+    for (fold, seed), (erm, full) in {(0, 0): (50.0, 56.0), (1, 0): (60.0, 62.0)}.items():
+        for key, top1, sstd in (("erm", erm, 10.0 + fold), ("full", full, 8.0)):
+            rows.append({"key": key, "fold": fold, "seed": seed, "run_dir": "",
+                         **{m: 1.0 for m in ablate.METRICS}, "action_top1": top1, "subj_acc_std": sstd})
+    table = summary_table(pd.DataFrame(rows), ["erm", "tfam", "full"])
+    assert list(table.index) == ["erm", "full"]          # no tfam runs: no row
+    assert table.loc["erm", "action_top1_mean"] == pytest.approx(55.0)
+    assert table.loc["erm", "action_top1_std"] == pytest.approx(5.0)       # population std, as mean_std
+    assert table.loc["full", "delta_action_top1_mean"] == pytest.approx(4.0)  # (6 + 2) / 2, paired by fold
+    assert table.loc["full", "delta_action_top1_std"] == pytest.approx(2.0)
+    assert table.loc["full", "delta_subj_acc_std_mean"] == pytest.approx(-2.5)
+    assert table.loc["erm", "delta_action_top1_mean"] == 0.0
+    md = ablate.markdown_table(table, ablate.TITLES)
+    lines = md.splitlines()
+    assert "Δ Top-1 vs ERM" in lines[0] and "Δ subj. std vs ERM" in lines[0]
+    assert lines[2].startswith("| ERM |") and lines[2].rstrip(" |").endswith("reference | reference")
+    assert "| 55.00 ± 5.00 |" in lines[2] and "+4.00 ± 2.00" in lines[3]
+
+
+def test_prepare_synthetic_reuses_and_refuses_other_settings(tmp_path: Path) -> None:
+    small = {k: tuple(v) if isinstance(v, list) else v for k, v in TINY_SYNTH.items() if k != "preset"}
+    res = ablate.prepare_synthetic(tmp_path, "demo", overrides=small, echo=lambda s: None)
+    stamp = (res.store / "store.json").stat().st_mtime_ns
+    notes: list[str] = []
+    ablate.prepare_synthetic(tmp_path, "demo", overrides=small, echo=notes.append)
+    assert "reusing" in notes[0] and (res.store / "store.json").stat().st_mtime_ns == stamp
+    with pytest.raises(AblationError, match="other settings"):
+        ablate.prepare_synthetic(tmp_path, "demo", seed=1, overrides=small, echo=lambda s: None)
+
+
+# ----------------------------------------------------------------------------- driver with stand-ins
+def test_driver_records_failures_and_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """train/evaluate replaced by stand-ins: a failing run is reported, the others still make the table."""
+    import piumr_skel.evaluate as evaluate_mod
+    import piumr_skel.train as train_mod
+
+    top1 = {"erm": 40.0, "tfam": 45.0, "girl": 42.0, "full": 50.0}
+    calls: list[str] = []
+
+    def fake_train(cfg, *, resume, echo):
+        assert resume  # the ablation always resumes half-finished runs
+        calls.append(cfg.name)
+        if cfg.name == "girl_f1_s0":
+            raise train_mod.DivergenceError("loss became nan")
+        run = Path(cfg.out_dir) / cfg.name
+        run.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"epoch": [1, 2], "val_action_top1": [10.0, 20.0]}).to_csv(run / "metrics.csv", index=False)
+        return run
+
+    def fake_evaluate(run_dir, *, split, device, quiet):
+        key, fold = Path(run_dir).name.split("_")[0], int(Path(run_dir).name.split("_")[1][1:])
+        metrics = {m: 0.0 for m in ablate.METRICS}
+        metrics["action_top1"] = top1[key] + fold
+        result = {"epoch": 1, "clips": 4, "metrics": metrics}
+        (Path(run_dir) / "eval_test.json").write_text(json.dumps(result))
+        pd.DataFrame({"subject": ["0001", "0002"], "accuracy": [0.5, 1.0], "clips": [2, 2]}).to_csv(
+            Path(run_dir) / "per_subject_test.csv", index=False)
+        pd.DataFrame({"clip_id": ["a", "b"], "subject": ["0001", "0002"], "label": [9, 24],
+                      "pred": [9, 9 if key == "erm" else 24], "correct": [True, key != "erm"]}).to_csv(
+            Path(run_dir) / "predictions_test.csv", index=False)
+        return result
+
+    monkeypatch.setattr(train_mod, "train", fake_train)
+    monkeypatch.setattr(evaluate_mod, "evaluate_run", fake_evaluate)
+    spec = make_spec(tmp_path, overrides={**TINY_TRAIN, "store": str(tmp_path / "s"),
+                                          "labels": str(tmp_path / "l.txt")}, seeds=1)
+    lines: list[str] = []
+    result = ablate.run_ablation(spec, tmp_path, echo=lines.append)
+    assert len(calls) == 8 and list(result.failures) == ["girl_f1_s0"]
+    assert "DivergenceError" in result.failures["girl_f1_s0"]
+    assert any("girl_f1_s0: FAILED" in line for line in lines)
+    table = pd.read_csv(tmp_path / "ablation.csv", index_col="key")
+    assert table.loc["girl", "runs"] == 1 and table.loc["erm", "runs"] == 2
+    assert table.loc["full", "delta_action_top1_mean"] == pytest.approx(10.0)
+    assert table.loc["girl", "delta_action_top1_mean"] == pytest.approx(2.0)   # only fold 0 pairs
+    for png in ("subject_accuracy.png", "val_curves.png", "per_class_change.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    # again: only the failed run is tried
+    calls.clear()
+    ablate.run_ablation(spec, tmp_path, echo=lines.append)
+    assert calls == ["girl_f1_s0"]
+
+
+# ----------------------------------------------------------------------------- end to end
+def _mtimes(runs: Path) -> dict[str, int]:
+    return {p.parent.name: p.stat().st_mtime_ns for p in runs.glob("*/last.pt")}
+
+
+def test_ablate_end_to_end_resume_and_grouping_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """2 folds × 1 seed × 4 variants on tiny synthetic people, through the CLI; then resume + grouping study."""
+    import piumr_skel.plots as plots_mod
+
+    # The 52-class confusion matrices that evaluate_run draws cost seconds per run on a loaded
+    # 2-core machine and are not what this test is about.
+    monkeypatch.setattr(plots_mod, "plot_confusion_matrix", lambda *a, **k: None)
+    out = tmp_path / "abl"
+    recipe = _tiny_yaml(tmp_path / "tiny.yaml")
+    runner = CliRunner()
+    res = runner.invoke(ablate_cmd, ["-o", str(out), "--config", str(recipe)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert (out / "store" / "store.json").is_file()
+    assert res.output.count(": done in ") == 8 and "trained 8, already finished 0, failed 0" in res.output
+
+    md = (out / "ablation.md").read_text().splitlines()
+    rows = [line for line in md if line.startswith("| ") and not line.startswith("| run")]
+    assert [r.split(" | ")[0] for r in rows] == ["| ERM", "| +TFAM", "| +GIRL", "| full (TFAM + GIRL)"]
+    assert rows[0].rstrip(" |").endswith("reference | reference")
+    assert all(" ± " in r for r in rows)
+    table = pd.read_csv(out / "ablation.csv", index_col="key")
+    assert list(table.index) == ["erm", "tfam", "girl", "full"] and (table["runs"] == 2).all()
+    assert table.loc["erm", "delta_action_top1_mean"] == 0.0
+    per_run = pd.read_csv(out / "ablation_runs.csv")
+    assert len(per_run) == 8 and set(per_run["fold"]) == {0, 1}
+    for key in ablate.VARIANTS:  # the table's means are the per-run test results
+        got = per_run.loc[per_run["key"] == key, "action_top1"].mean()
+        assert table.loc[key, "action_top1_mean"] == pytest.approx(got)
+    for png in ("subject_accuracy.png", "val_curves.png", "per_class_change.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG", png
+    # the variants differ where they should
+    saved = {p.parent.name: yaml.safe_load(p.read_text()) for p in (out / "runs").glob("*/config.yaml")}
+    assert {(c["tfam"], c["girl"]) for n, c in saved.items() if n.endswith("_f0_s0")} == set(ablate.VARIANTS.values())
+
+    # resume: one run lost its evaluation (killed after training): it is re-evaluated, not retrained
+    before = _mtimes(out / "runs")
+    (out / "runs" / "tfam_f1_s0" / "eval_test.json").unlink()
+    res = runner.invoke(ablate_cmd, ["-o", str(out), "--config", str(recipe), "--grouping-study"],
+                        catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert res.output.count("finished earlier, skipped") == 7
+    after = _mtimes(out / "runs")
+    assert {k: after[k] for k in before} == before             # no run was trained again
+    assert (out / "runs" / "tfam_f1_s0" / "eval_test.json").is_file()
+    assert set(after) - set(before) == {"full-subject_f0_s0", "full-subject_f1_s0",
+                                        "full-random_f0_s0", "full-random_f1_s0"}
+    grouping = pd.read_csv(out / "grouping.csv", index_col="key")
+    assert list(grouping.index) == ["erm", "full", "full-subject", "full-random"]
+    gmd = (out / "grouping.md").read_text()
+    for title in ablate.GROUPING_TITLES.values():
+        assert f"full, GIRL groups: {title}" in gmd
+    assert (out / "grouping_subject_accuracy.png").is_file()
+
+    # the same folder with other training options is refused before anything is trained
+    res = runner.invoke(ablate_cmd, ["-o", str(out), "--config", str(recipe), "--epochs", "2"])
+    assert res.exit_code != 0 and "erm_f0_s0 was trained with other options" in res.output
+    assert "epochs: 1 there, 2 now" in res.output
+    assert _mtimes(out / "runs") == after
