@@ -577,13 +577,11 @@ def synth_clip(style: SubjectStyle, action: int, config: SynthConfig, rng: np.ra
         hand = 1 - hand
 
     m = _Motion(style, t)
-    cache: dict[str, tuple] = {}
 
     def ref() -> tuple:
         # Body targets (nose, cheek, neck) are read from the head as moved by earlier actions.
         shoulders, head, face, _, neck = _head_points(m, style)
-        cache["ref"] = (shoulders, head, face, neck)
-        return cache["ref"]
+        return shoulders, head, face, neck
 
     # A weak fidget from the person's favourites first, so the labelled action has the last word.
     if rng.random() < config.habit_prob:
