@@ -111,11 +111,16 @@ def predict_cmd(run, store, test_list, out, device):
 @click.option("--epochs", default=None, type=int, help="override the demo recipe's epoch count")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--seed", default=0, show_default=True)
-def demo_cmd(out, epochs, device, seed):
+@click.option("--quick", is_flag=True,
+              help="a seconds-long smoke run (tiny model, 48 clips) that checks the install; learns little")
+def demo_cmd(out, epochs, device, seed, quick):
     """The whole pipeline on the built-in synthetic sample: generate, train on some people, test on others."""
     from piumr_skel.demo import run_demo
 
-    run_demo(Path(out), epochs=epochs, device=device, seed=seed, echo=click.echo)
+    if epochs is not None and epochs < 1:
+        raise click.BadParameter(f"must be >= 1 (got {epochs})", param_hint="--epochs")
+    run_demo(Path(out), epochs=epochs, device=device, seed=seed, preset="quick" if quick else "demo",
+             echo=click.echo)
 
 
 COMMANDS = [train_cmd, eval_cmd, predict_cmd, demo_cmd]

@@ -285,7 +285,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, echo: Callable[[str], None]
             sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * n
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * n
-            bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{lr:.3g}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", lr=f"{lr:.3g}")
         bar.close()
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "girl": use_girl,
                                "train_acc": 100.0 * correct / max(seen, 1),

@@ -42,6 +42,16 @@ def tiny_recipe(store: TinyStore, out_dir: Path, **overrides: Any) -> dict[str, 
     return recipe
 
 
+@pytest.fixture(scope="session")
+def tiny_recipe_in(tiny_store: TinyStore):
+    """`make(out_dir, **overrides) -> dict`, for fixtures wider than one test."""
+
+    def make(out_dir: Path, **overrides: Any) -> dict[str, Any]:
+        return tiny_recipe(tiny_store, out_dir, **overrides)
+
+    return make
+
+
 @pytest.fixture()
 def tiny_recipe_factory(tiny_store: TinyStore, tmp_path: Path):
     """`make(**overrides) -> dict` for a recipe writing runs under this test's tmp_path."""

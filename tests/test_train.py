@@ -56,8 +56,8 @@ def test_run_folder_contents(tiny_recipe_factory) -> None:
         assert (run_dir / name).is_file(), f"missing {name}"
     assert load_config(run_dir / "config.yaml") == cfg
     split = json.loads((run_dir / "split" / "split.json").read_text())
-    train_ids = set(split["splits"]["train"] if "splits" in split else split["train"])
-    assert train_ids, split
+    assert set(split["splits"]) == {"train", "val", "test"} and split["splits"]["train"]
+    assert not set(split["splits"]["train"]) & set(split["splits"]["test"])
     history = _history(run_dir)
     assert [r["epoch"] for r in history] == [1, 2]
     assert all(np.isfinite(r["train_loss"]) and "val_action_top1" in r for r in history)
@@ -230,11 +230,9 @@ def test_ddp_two_cpu_processes(tiny_recipe_factory, tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- (e) eval / predict
 @pytest.fixture(scope="module")
-def trained_run(tiny_store, tmp_path_factory) -> Path:
-    from conftest import tiny_recipe
-
+def trained_run(tiny_recipe_in, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("trained")
-    return train(make_config(tiny_recipe(tiny_store, out / "runs", epochs=1)), echo=_quiet)
+    return train(make_config(tiny_recipe_in(out / "runs", epochs=1)), echo=_quiet)
 
 
 def test_eval_prints_and_saves_every_metric(trained_run: Path, capsys) -> None:
@@ -254,7 +252,7 @@ def test_eval_prints_and_saves_every_metric(trained_run: Path, capsys) -> None:
     assert (scores.argmax(1) == pred["pred"].to_numpy()).all()
     assert result["metrics"]["action_top1"] == pytest.approx(100 * pred["correct"].mean())
     split = json.loads((trained_run / "split" / "split.json").read_text())
-    test_ids = split["splits"]["test"] if "splits" in split else split["test"]
+    test_ids = split["splits"]["test"]
     assert sorted(pred["clip_id"]) == sorted(test_ids)
     per_subject = pd.read_csv(trained_run / "per_subject_test.csv", dtype={"subject": str})
     assert per_subject["clips"].sum() == len(pred)
