@@ -1,6 +1,13 @@
 """`piumr train / eval / predict / demo`: thin click wrappers over piumr_skel."""
 from __future__ import annotations
 
+import os
+
+# Before torch is imported (libgomp reads this once): OpenMP threads that spin while waiting make a
+# 2-thread step ~10x slower as soon as another process holds a core; passive waiting costs little
+# on an idle machine. setdefault leaves a user's own choice alone.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import dataclasses
 import sys
 import typing

@@ -19,6 +19,7 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    owns_group: bool = False   # this process created the process group, so it also tears it down
 
     @property
     def main(self) -> bool:
@@ -34,11 +35,18 @@ def init_distributed(device: torch.device) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
-    if not dist.is_initialized():
+    owns = not dist.is_initialized()
+    if owns:
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
     return Dist(rank=dist.get_rank(), world=dist.get_world_size(),
-                local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+                local_rank=int(os.environ.get("LOCAL_RANK", "0")), owns_group=owns)
+
+
+def close_distributed(d: Dist) -> None:
+    """Destroy the process group if `init_distributed` created it (else the caller owns it)."""
+    if d.owns_group and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def resolve_device(name: str) -> torch.device:

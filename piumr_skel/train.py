@@ -121,13 +121,19 @@ def score_split(scores: np.ndarray, labels: np.ndarray, subjects: np.ndarray) ->
 
 
 # ----------------------------------------------------------------------------- training
-def _setup_logging(run_dir: Path, main: bool) -> None:
+def _close_logging() -> None:
+    """Detach and close the train.log handler of the previous run, if any."""
     root = logging.getLogger("piumr")
-    root.setLevel(logging.INFO)
     for h in list(root.handlers):
         if getattr(h, "_piumr_run", False):
             root.removeHandler(h)
             h.close()
+
+
+def _setup_logging(run_dir: Path, main: bool) -> None:
+    root = logging.getLogger("piumr")
+    root.setLevel(logging.INFO)
+    _close_logging()
     if main:
         fh = logging.FileHandler(run_dir / "train.log")
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -170,6 +176,15 @@ def train(cfg: TrainConfig, *, resume: bool = False, echo: Callable[[str], None]
     """
     device = engine.resolve_device(cfg.device)
     dist_ = engine.init_distributed(device)
+    try:
+        return _train(cfg, dist_, device, resume, echo)
+    finally:
+        _close_logging()
+        engine.close_distributed(dist_)
+
+
+def _train(cfg: TrainConfig, dist_: engine.Dist, device: torch.device, resume: bool,
+           echo: Callable[[str], None]) -> Path:
     if dist_.enabled and device.type == "cuda":
         device = torch.device("cuda", dist_.local_rank)
         torch.cuda.set_device(device)
@@ -268,15 +283,25 @@ def train(cfg: TrainConfig, *, resume: bool = False, echo: Callable[[str], None]
                 loss = loss + cfg.lambda_w * aux["wasserstein"].float() + cfg.lambda_c * aux["consistency"].float()
                 parts["wasserstein"] = aux["wasserstein"].detach()
                 parts["consistency"] = aux["consistency"].detach()
-            if not torch.isfinite(loss):
+            # Under DDP a rank that stopped here would leave the others waiting in the gradient
+            # all-reduce; there the (all-reduced) gradient-norm check below stops every rank at once.
+            if not dist_.enabled and not torch.isfinite(loss):
                 raise DivergenceError(
                     f"loss became {loss.item()} at epoch {epoch + 1}, step {step} (lr {lr:.4g}); "
                     f"the last good checkpoint is kept in {last_path if last_path.exists() else run_dir}. "
                     f"Lower --lr or check the input data for NaN.")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            # The norm is computed either way (max_norm inf = measure only): it goes into the
+            # history, and a non-finite one stops the run before the step poisons the weights.
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                       cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+            if not torch.isfinite(grad_norm):
+                raise DivergenceError(
+                    f"the gradient became {grad_norm.item()} at epoch {epoch + 1}, step {step} (lr {lr:.4g}); "
+                    f"the last good checkpoint is kept in {last_path if last_path.exists() else run_dir}. "
+                    f"Lower --lr, set --grad-clip, or check the input data for NaN.")
+            parts["grad_norm"] = grad_norm.detach()
             optimizer.step()
             step += 1
             n = y.shape[0]

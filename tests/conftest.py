@@ -1,6 +1,13 @@
 """Shared fixtures: a tiny synthetic keypoint store and the tiniest training recipe that runs on it."""
 from __future__ import annotations
 
+import os
+
+# Before torch is imported (libgomp reads this once): OpenMP threads that spin while waiting make a
+# 2-thread step ~10x slower as soon as another process holds a core; passive waiting costs little
+# on an idle machine. setdefault leaves a user's own choice alone.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from pathlib import Path
 from typing import Any, NamedTuple
 

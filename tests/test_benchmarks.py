@@ -29,7 +29,8 @@ def _load(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 
 def test_train_speed_quick_prints_ratios() -> None:
     # A subprocess, as the lead runs it: the script must work from the command line.
-    proc = subprocess.run([sys.executable, str(BENCH / "train_speed.py"), "--quick"],
+    proc = subprocess.run([sys.executable, str(BENCH / "train_speed.py"), "--quick", "--warmup", "0",
+                           "--repeats", "1"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
@@ -37,7 +38,7 @@ def test_train_speed_quick_prints_ratios() -> None:
     for variant in ("TFAM", "GIRL"):
         assert re.search(rf"overhead \+{variant}/ERM step time = {NUMBER}", out), out
     assert re.search(rf"overhead full/ERM step time = {NUMBER} \(target <= 1.25: (met|NOT met)\)", out), out
-    for row in ("reference ST-GCN", "ours ERM", "ours +TFAM", "ours +GIRL", "ours full"):
+    for row in ("reference ST-GCN", "ours ERM", "ours +TFAM", "ours +GIRL", "ours full (TFAM+GIRL)"):
         assert re.search(rf"{re.escape(row)} +{NUMBER} ms/step +{NUMBER} samples/s", out), out
     diff = float(re.search(r"on shared weights = (\S+)", out).group(1))
     assert diff < 1e-4, out
@@ -80,14 +81,16 @@ def test_store_shape_matches_ma52(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_load_speed_quick_prints_ratio_and_reuses_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     ls = _load("load_speed", monkeypatch)
-    argv = ["--quick", "--clips", "40", "--workdir", str(tmp_path), "--gpu-samples-per-s", "1000"]
+    # 48 clips = 6 batches of 8: 4 start-up batches with 2 workers, then the 2 timed ones.
+    argv = ["--quick", "--clips", "48", "--batches", "2", "--single-batches", "1", "--model-steps", "1",
+            "--workdir", str(tmp_path), "--gpu-samples-per-s", "1000"]
     first = ls.main(argv)
     out = capsys.readouterr().out
     assert re.search(rf"ratio loader/model = {NUMBER} \(.*target >= 3.0: (met|NOT met)\)", out), out
     assert re.search(r"required loader workers = \d+", out), out
     assert re.search(r"keep up: (yes|no)", out), out
     assert "recorded" not in out.split("cache size")[0]  # generated and built in this run
-    assert first["clips"] == 40 and first["cache_disk_bytes"] > 0
+    assert first["clips"] == 48 and first["cache_disk_bytes"] > 0
     assert first["required_workers"] == math.ceil(1000 / first["loader_single"])
 
     second = ls.main(argv)

@@ -300,12 +300,24 @@ def test_labels_out_of_range(tiny_recipe_factory, tiny_store, tmp_path: Path) ->
     assert lines[-1].split()[0].removesuffix(".mp4") in str(err.value)
 
 
-def test_empty_split(tiny_recipe_factory, tmp_path: Path) -> None:
-    """Labels whose clips are not in the store: the split is empty and the message says why."""
+def test_labels_matching_no_stored_clip(tiny_recipe_factory, tmp_path: Path) -> None:
     other = tmp_path / "labels.txt"
     other.write_text("".join(f"{9000 + s:04d}_00_{i:04d}.mp4 {i % 4}\n" for s in range(6) for i in range(6)))
     cfg = make_config(tiny_recipe_factory(labels=str(other)))
-    with pytest.raises(ValueError, match=r"the train split is empty.*labelled and in"):
+    with pytest.raises(ValueError, match=r"no labelled clip is in the store.*9000_00_0000"):
+        train(cfg, echo=_quiet)
+
+
+def test_empty_split(tiny_recipe_factory, tiny_store, tmp_path: Path) -> None:
+    """A split file whose val clips are labelled but absent from the store: val is empty, and the message says why."""
+    stored = [line.split()[0].removesuffix(".mp4") for line in tiny_store.labels.read_text().splitlines()]
+    ghosts = [f"9999_00_{i:04d}" for i in range(3)]
+    labels = tmp_path / "labels.txt"
+    labels.write_text(tiny_store.labels.read_text() + "".join(f"{g}.mp4 0\n" for g in ghosts))
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"splits": {"train": stored[:24], "val": ghosts, "test": stored[24:]}}))
+    cfg = make_config(tiny_recipe_factory(labels=str(labels), split="file", split_file=str(split)))
+    with pytest.raises(ValueError, match=r"the val split is empty: none of its 3 clips is both labelled and in"):
         train(cfg, echo=_quiet)
 
 
