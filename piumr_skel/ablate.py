@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .config import FIELDS, ConfigError, TrainConfig, make_config
+from .config import FIELDS, ConfigError, TrainConfig, make_config, read_yaml_mapping
 
 # variant -> (tfam, girl). ERM is the plain backbone with cross-entropy: the reference row.
 VARIANTS: dict[str, tuple[bool, bool]] = {
@@ -114,14 +114,7 @@ def _normalise_synthetic(value: Any, source: str) -> dict[str, Any] | None:
 def read_ablation_file(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """An ablation YAML -> (TrainConfig values, ablation values: seeds / synthetic / grouping_study)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        loaded = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(loaded).__name__}")
+    loaded = read_yaml_mapping(path)
     unknown = sorted(set(loaded) - FIELDS - set(ABLATION_KEYS))
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(map(repr, unknown))}; an ablation recipe holds "

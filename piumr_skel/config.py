@@ -85,7 +85,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     warmup_epochs: int = 5
     label_smoothing: float = 0.0
-    grad_clip: float = 0.0               # 0 = off
+    grad_clip: float = 5.0               # max gradient norm, 0 = off (GIRL diverged without it)
     # --- run
     name: Optional[str] = None           # recipe name; default derived, e.g. stgcn_j-tfam-girl_xsub-f0_s0
     out_dir: str = "artifacts/runs"
@@ -212,21 +212,26 @@ def _check_ranges(cfg: TrainConfig, source: str) -> None:
         raise ConfigError(f"invalid config ({source}):\n  " + "\n  ".join(problems))
 
 
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """A YAML file holding a mapping of keys to values, or a ConfigError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(loaded).__name__}")
+    return loaded
+
+
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """YAML file (optional) overlaid by overrides whose value is not None."""
     values: dict[str, Any] = {}
     source = "options"
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(loaded).__name__}")
-        values.update(loaded)
+        values.update(read_yaml_mapping(path))
         source = str(path)
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return make_config(values, source)

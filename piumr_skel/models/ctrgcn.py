@@ -13,7 +13,7 @@ from torch import nn
 from ..layouts import Layout
 from .base import Backbone, stage_plan
 from .registry import register_backbone
-from .stgcn import TemporalConv
+from .stgcn import TemporalConv, residual_path
 
 __all__ = ["CTRGraphConv", "MultiScaleTemporalConv", "CTRGCNBlock", "CTRGCN"]
 
@@ -97,12 +97,7 @@ class CTRGCNBlock(nn.Module):
         self.gcn_down = (nn.Identity() if in_channels == out_channels
                          else nn.Sequential(nn.Conv2d(in_channels, out_channels, 1), nn.BatchNorm2d(out_channels)))
         self.tcn = MultiScaleTemporalConv(out_channels, out_channels, 5, stride)
-        if not residual:
-            self.residual: nn.Module | None = None
-        elif in_channels == out_channels and stride == 1:
-            self.residual = nn.Identity()
-        else:
-            self.residual = TemporalConv(in_channels, out_channels, 1, stride)
+        self.residual = residual_path(in_channels, out_channels, stride, residual)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

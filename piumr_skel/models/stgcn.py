@@ -12,7 +12,7 @@ from .base import Backbone, stage_plan
 from .gcn_pyg import PygSpatialGraphConv
 from .registry import register_backbone
 
-__all__ = ["SpatialGraphConv", "TemporalConv", "STGCNBlock", "STGCN"]
+__all__ = ["SpatialGraphConv", "TemporalConv", "residual_path", "STGCNBlock", "STGCN"]
 
 
 class SpatialGraphConv(nn.Module):
@@ -57,6 +57,15 @@ class TemporalConv(nn.Module):
         return self.bn(self.conv(x))
 
 
+def residual_path(in_channels: int, out_channels: int, stride: int, enabled: bool = True) -> nn.Module | None:
+    """A block's shortcut: none, the identity, or a strided 1×1 conv + BN where the shape changes."""
+    if not enabled:
+        return None
+    if in_channels == out_channels and stride == 1:
+        return nn.Identity()
+    return TemporalConv(in_channels, out_channels, 1, stride)
+
+
 class STGCNBlock(nn.Module):
     """GCN (graph conv, BN, ReLU) then TCN (9×1 conv, BN), plus a residual, then ReLU.
 
@@ -75,12 +84,7 @@ class STGCNBlock(nn.Module):
             raise ValueError(f"unknown graph-conv impl {impl!r}; choices: dense, pyg")
         self.gcn = nn.Sequential(gconv, nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
         self.tcn = TemporalConv(out_channels, out_channels, 9, stride)
-        if not residual:
-            self.residual: nn.Module | None = None
-        elif in_channels == out_channels and stride == 1:
-            self.residual = nn.Identity()
-        else:
-            self.residual = TemporalConv(in_channels, out_channels, 1, stride)
+        self.residual = residual_path(in_channels, out_channels, stride, residual)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
