@@ -46,8 +46,8 @@ MA52_CLIPS_PER_PERSON = 22_422 / 205   # MA-52: 22,422 clips from 205 people
 QUICK_CLIPS = 200
 TARGET_LOADER_OVER_MODEL = 3.0
 # Full-model training samples/s on one H100 (train_speed.py --device cuda --amp, "ours full" row).
-# Placeholder until measured: the lead replaces it with the measured rate.
-GPU_SAMPLES_PER_S = 2000.0
+# Measured 2026-11-23: 875.9 samples/s (bf16, batch 32, T=64, V=77, base 64; docs/results/train_speed_cuda.txt).
+GPU_SAMPLES_PER_S = 876.0
 
 
 def store_shape(clips: int) -> tuple[int, int]:
