@@ -16,10 +16,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
+# MediaPipe's C++ side logs a warning per graph and per model to stderr; keep the benchmark readable.
+# Set before mediapipe is imported (worker processes inherit it). A user's own setting wins.
+os.environ.setdefault("GLOG_minloglevel", "2")
 
-from pose_extract import ExtractSettings, extract_videos
-from pose_extract.video import find_videos
+import cv2  # noqa: E402
+
+from pose_extract import ExtractSettings, extract_videos  # noqa: E402
+from pose_extract.video import find_videos  # noqa: E402
 
 DEFAULT_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "ma52" / "videos"
 

@@ -28,8 +28,9 @@ def _setup_logging(verbose: bool) -> None:
 @click.option("--full-face", is_flag=True, help="keep all 468 face-mesh points (478 with --refine-face), "
               "not the 24-point subset")
 @click.option("--refine-face", is_flag=True, help="MediaPipe's refined face mesh (iris points)")
-@click.option("--max-side", type=click.IntRange(min=0), default=640, show_default=True,
-              help="shrink frames so the longest side is at most PX before MediaPipe (0 = full size)")
+@click.option("--max-side", type=click.IntRange(min=0), default=0, show_default=True,
+              help="shrink frames so the longest side is at most PX before MediaPipe (0 = full size); "
+              "slower on 1080p clips, meant for 4K")
 @click.option("--min-detection-confidence", type=click.FloatRange(0, 1), default=0.5, show_default=True)
 @click.option("--min-tracking-confidence", type=click.FloatRange(0, 1), default=0.5, show_default=True)
 @click.option("--retry-failed", is_flag=True, help="extract again the clips recorded as failed")

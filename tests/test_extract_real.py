@@ -48,7 +48,6 @@ def test_clips_match_the_videos(stores: tuple[Path, Path]) -> None:
         n, fps, w, h = _cv2_counts(path)
         row = clips.loc[path.stem]
         assert row["num_frames"] == n and row["fps"] == pytest.approx(fps)
-        # The original size is recorded even though MediaPipe saw frames shrunk to 640 px.
         assert (row["width"], row["height"]) == (w, h) == (1080, 1296)
         assert row["subject"] == path.stem[:4] and row["status"] == "ok"
 
