@@ -67,3 +67,27 @@ def tiny_recipe_factory(tiny_store: TinyStore, tmp_path: Path):
         return tiny_recipe(tiny_store, tmp_path / "runs", **overrides)
 
     return make
+
+
+class RealSplit(NamedTuple):
+    """Labels and a 2 / 2 split file for the 4 real MA-52 clips of ../shared/ma52/videos."""
+
+    labels: Path        # CSV clip_id,label
+    split: Path         # split.json: 2 clips train, the other 2 val = test
+    ids: list[str]
+
+
+@pytest.fixture()
+def real_split(tmp_path: Path) -> RealSplit:
+    """The real clips' MA-52 classes (read off the videos) as a labels CSV, and a file split of them."""
+    from piumr_skel.labels import MA52_CLASSES
+    from piumr_skel.splits import write_split
+
+    names = {"0030_01_0002": "shaking body", "0078_01_0005": "turning around",
+             "0019_02_0078": "nodding", "0010_02_0101": "turning head"}
+    labels = tmp_path / "labels.csv"
+    labels.write_text("clip_id,label\n" + "".join(f"{c},{MA52_CLASSES.index(n)}\n" for c, n in names.items()))
+    ids = list(names)
+    # The split validator keeps train disjoint from val/test, so: 2 clips to train, the other 2 as val = test.
+    split = write_split(tmp_path / "split", {"train": ids[:2], "val": ids[2:], "test": ids[2:]})
+    return RealSplit(labels=labels, split=split, ids=ids)

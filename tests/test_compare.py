@@ -271,23 +271,16 @@ def test_cli_refuses_runs_on_different_splits(tiny_recipe_factory, tmp_path: Pat
 
 @pytest.mark.slow
 @pytest.mark.real
-def test_real_rgb_and_skeleton_runs_compare_into_one_report(tmp_path: Path):
+def test_real_rgb_and_skeleton_runs_compare_into_one_report(real_split, tmp_path: Path):
     """The issue's smoke test: a skeleton run and an RGB run on the 4 real MA-52 clips, one report."""
     if not (SHARED_MA52 / "videos").is_dir():
         pytest.skip(f"real MA-52 clips not found in {SHARED_MA52 / 'videos'} (../shared is absent)")
     from cli.compare import compare_cmd
     from pose_extract import extract_videos
-    from piumr_skel.labels import MA52_CLASSES
     from piumr_skel.train import train
 
     videos = SHARED_MA52 / "videos"
-    names = {"0030_01_0002": "shaking body", "0078_01_0005": "turning around",
-             "0019_02_0078": "nodding", "0010_02_0101": "turning head"}
-    labels_csv = tmp_path / "labels.csv"
-    labels_csv.write_text("clip_id,label\n" + "".join(f"{c},{MA52_CLASSES.index(n)}\n" for c, n in names.items()))
-    # The split validator keeps train disjoint from val/test, so: 2 clips to train, the other 2 as val = test.
-    ids = list(names)
-    split_json = write_split(tmp_path / "split", {"train": ids[:2], "val": ids[2:], "test": ids[2:]})
+    labels_csv, split_json = real_split.labels, real_split.split
     store = tmp_path / "store"
     report = extract_videos(videos, store, workers=1, progress=False)
     assert not report.failed, report.failed

@@ -82,7 +82,8 @@ def test_two_runs_identical(stores: tuple[Path, Path]) -> None:
             np.testing.assert_array_equal(la[cid][part], lb[cid][part], err_msg=f"{cid} {part}")
 
 
-def test_train_and_eval_on_the_real_clips_through_the_cli(stores: tuple[Path, Path], tmp_path: Path) -> None:
+def test_train_and_eval_on_the_real_clips_through_the_cli(stores: tuple[Path, Path], real_split,
+                                                         tmp_path: Path) -> None:
     """`piumr train` (mp_holistic, ST-GCN + TFAM + GIRL) and `piumr eval` on the 4 extracted real clips.
 
     Four clips are a smoke test of the whole real path (MediaPipe keypoints → cache → model → metrics),
@@ -91,15 +92,8 @@ def test_train_and_eval_on_the_real_clips_through_the_cli(stores: tuple[Path, Pa
     from click.testing import CliRunner
 
     from cli.main import cli
-    from piumr_skel.labels import MA52_CLASSES
-    from piumr_skel.splits import write_split
 
-    names = {"0030_01_0002": "shaking body", "0078_01_0005": "turning around",
-             "0019_02_0078": "nodding", "0010_02_0101": "turning head"}
-    labels = tmp_path / "labels.csv"
-    labels.write_text("clip_id,label\n" + "".join(f"{c},{MA52_CLASSES.index(n)}\n" for c, n in names.items()))
-    ids = list(names)
-    split = write_split(tmp_path / "split", {"train": ids[:2], "val": ids[2:], "test": ids[2:]})
+    labels, split = real_split.labels, real_split.split
     runner = CliRunner()
     result = runner.invoke(cli, [
         "train", "--store", str(stores[0]), "--labels", str(labels), "--split", "file", "--split-file", str(split),
