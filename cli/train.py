@@ -23,6 +23,8 @@ _HELP = {
     "split": "protocol: official lists, subject-disjoint folds, or your own split file",
     "tfam_after": "1-based block after which TFAM runs (default: before the last stage)",
     "girl_warmup": "epochs of plain cross-entropy before GIRL (default: min(5, 10% of epochs))",
+    "girl_ramp": "epochs after the warm-up over which the loss moves linearly from cross-entropy to GIRL "
+                 "(0: switch at once)",
     "name": "recipe name = run folder under --out-dir (default derived from the settings)",
     "device": "auto | cpu | cuda | cuda:N",
     "max_steps_per_epoch": "cap on optimiser steps per epoch (smoke tests, benchmarks)",

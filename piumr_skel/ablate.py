@@ -257,6 +257,9 @@ def check_same_recipe(run: AblationRun) -> None:
     except yaml.YAMLError as err:
         raise AblationError(f"{saved_path}: not valid YAML ({err}); delete {run.run_dir} to retrain it") from None
     planned = run.cfg.to_dict()
+    # A key that did not exist when the run was trained had its (current) default then.
+    defaults = TrainConfig().to_dict()
+    saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
     diff = [f"{k}: {saved.get(k)!r} there, {planned.get(k)!r} now" for k in sorted(set(planned) | set(saved))
             if k not in _FREE_KEYS and saved.get(k) != planned.get(k)]
     if diff:

@@ -76,6 +76,7 @@ class TrainConfig:
     girl_lambda_var: float = 1.0
     girl_eta: float = 0.0
     girl_warmup: Optional[int] = None    # epochs of plain CE first; default: min(5, 10% of epochs)
+    girl_ramp: int = 0                   # epochs over which the loss moves linearly from CE to GIRL; 0 = switch
     # --- optimisation
     epochs: int = 80
     batch_size: int = 128
@@ -197,7 +198,7 @@ def _check_ranges(cfg: TrainConfig, source: str) -> None:
         if value is not None and not (value > 0 and math.isfinite(value)):
             problems.append(f"{key}: must be a finite number > 0 (got {value})")
     for key in ("weight_decay", "grad_clip", "lambda_w", "lambda_c", "girl_lambda_var", "girl_eta",
-                "tfam_alpha", "aug_rotate", "warmup_epochs", "girl_warmup", "seed"):
+                "tfam_alpha", "aug_rotate", "warmup_epochs", "girl_warmup", "girl_ramp", "seed"):
         value = getattr(cfg, key)
         if value is not None and not value >= 0:
             problems.append(f"{key}: must be >= 0 (got {value})")

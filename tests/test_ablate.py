@@ -233,3 +233,20 @@ def test_ablate_end_to_end_resume_and_grouping_study(tmp_path: Path, monkeypatch
     assert res.exit_code != 0 and "erm_f0_s0 was trained with other options" in res.output
     assert "epochs: 1 there, 2 now" in res.output
     assert _mtimes(out / "runs") == after
+
+
+def test_recipe_check_reads_keys_added_since_a_run_as_their_defaults(tmp_path: Path) -> None:
+    """A finished run whose config.yaml predates a new option (absent = its default) still counts as done."""
+    from piumr_skel.config import TrainConfig, make_config
+
+    cfg = make_config({"name": "erm_f0_s0", "out_dir": str(tmp_path)})
+    run = ablate.AblationRun("erm", 0, 0, cfg)
+    run.run_dir.mkdir(parents=True)
+    old = cfg.to_dict()
+    del old["girl_ramp"]
+    (run.run_dir / "config.yaml").write_text(yaml.safe_dump(old))
+    ablate.check_same_recipe(run)                                # no error
+    old["girl_tau"] = 2 * TrainConfig().girl_tau
+    (run.run_dir / "config.yaml").write_text(yaml.safe_dump(old))
+    with pytest.raises(AblationError, match="girl_tau"):
+        ablate.check_same_recipe(run)

@@ -348,3 +348,23 @@ def test_demo_quick_through_cli(tmp_path: Path) -> None:
     again = CliRunner().invoke(demo_cmd, ["-o", str(tmp_path / "demo"), "--quick", "--device", "cpu"])
     assert again.exit_code == 0, again.output
     assert "reusing" in again.output
+
+
+def test_girl_ramp_weight() -> None:
+    from piumr_skel.train import girl_ramp_weight
+
+    assert girl_ramp_weight(0.25, 0) == 1.0                      # no ramp: GIRL at once
+    assert girl_ramp_weight(0.5, 2) == pytest.approx(0.25)
+    assert girl_ramp_weight(2.0, 2) == 1.0 and girl_ramp_weight(7.0, 2) == 1.0
+    assert girl_ramp_weight(-1.0, 2) == 0.0
+
+
+def test_girl_ramp_blends_cross_entropy_into_girl(tiny_recipe_factory) -> None:
+    """Same seed, with and without a ramp: identical until GIRL starts, different once it blends."""
+    recipe = tiny_recipe_factory(epochs=3, girl_warmup=1)
+    switch = json.loads((train(make_config(dict(recipe, name="switch")), echo=_quiet) / "metrics.json").read_text())
+    ramp = json.loads((train(make_config(dict(recipe, name="ramp", girl_ramp=2)), echo=_quiet)
+                       / "metrics.json").read_text())
+    assert [r["girl"] for r in ramp] == [False, True, True]
+    assert ramp[0]["train_loss"] == pytest.approx(switch[0]["train_loss"], rel=1e-6)
+    assert ramp[1]["train_loss"] != pytest.approx(switch[1]["train_loss"], rel=1e-6)
