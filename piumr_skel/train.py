@@ -227,6 +227,7 @@ def _train(cfg: TrainConfig, dist_: engine.Dist, device: torch.device, resume: b
     num_classes = len(data.class_names)
     model = build_model(cfg, num_classes, data.layout).to(device)
     girl = build_girl(cfg) if cfg.girl else None
+    from .girl import style_descriptor
     optimizer = _make_optimizer(cfg, model)
 
     start_epoch, step, history, best = 0, 0, [], {"epoch": -1, "action_top1": -1.0}
@@ -283,8 +284,6 @@ def _train(cfg: TrainConfig, dist_: engine.Dist, device: torch.device, resume: b
             logits = logits.float()
             parts: dict[str, torch.Tensor] = {}
             if use_girl:
-                from .girl import style_descriptor
-
                 loss, gstats = girl(logits, y, style_descriptor(feats.float()),
                                     subject=subj_codes[idx].to(device))
                 parts["girl"] = loss.detach()

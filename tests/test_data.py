@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,30 +16,7 @@ from piumr_skel.data import (
     make_loader,
 )
 from piumr_skel.transforms import normalize_clip, to_stream
-
-
-@dataclass(frozen=True)
-class ToyLayout:
-    """A 7-joint stand-in with the attributes the data pipeline reads from a `Layout`."""
-
-    name: str = "toy"
-    joints: tuple[str, ...] = (
-        "pelvis", "neck", "nose", "left_shoulder", "right_shoulder", "left_wrist", "right_wrist",
-    )
-    center: int = 0
-    parents: np.ndarray = field(default_factory=lambda: np.array([0, 0, 1, 1, 1, 3, 4]))
-    flip_index: np.ndarray = field(default_factory=lambda: np.array([0, 1, 2, 4, 3, 6, 5]))
-    sources: tuple = ()
-
-    @property
-    def num_joints(self) -> int:
-        return len(self.joints)
-
-    def index(self, name: str) -> int:
-        return self.joints.index(name)
-
-
-TOY = ToyLayout()
+from toy_layout import TOY, ToyLayout  # tests/toy_layout.py
 
 
 def _toy_arrays(n: int, seed: int = 0) -> dict[str, np.ndarray]:

@@ -357,6 +357,9 @@ def test_girl_ramp_weight() -> None:
     assert girl_ramp_weight(0.5, 2) == pytest.approx(0.25)
     assert girl_ramp_weight(2.0, 2) == 1.0 and girl_ramp_weight(7.0, 2) == 1.0
     assert girl_ramp_weight(-1.0, 2) == 0.0
+    from piumr_skel.config import ConfigError
+    with pytest.raises(ConfigError, match="girl_ramp: must be >= 0"):
+        make_config({"girl_ramp": -1})
 
 
 def test_girl_ramp_blends_cross_entropy_into_girl(tiny_recipe_factory) -> None:

@@ -1,8 +1,6 @@
 """Tests for piumr_skel.transforms: normalisation, sampling, streams, augmentations."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pytest
 import torch
@@ -21,29 +19,7 @@ from piumr_skel.transforms import (
     to_stream,
     uniform_sample,
 )
-
-
-@dataclass(frozen=True)
-class ToyLayout:
-    """A 7-joint stand-in with the attributes transforms read from a `Layout`."""
-
-    name: str = "toy"
-    joints: tuple[str, ...] = (
-        "pelvis", "neck", "nose", "left_shoulder", "right_shoulder", "left_wrist", "right_wrist",
-    )
-    center: int = 0
-    parents: np.ndarray = field(default_factory=lambda: np.array([0, 0, 1, 1, 1, 3, 4]))
-    flip_index: np.ndarray = field(default_factory=lambda: np.array([0, 1, 2, 4, 3, 6, 5]))
-
-    @property
-    def num_joints(self) -> int:
-        return len(self.joints)
-
-    def index(self, name: str) -> int:
-        return self.joints.index(name)
-
-
-TOY = ToyLayout()
+from toy_layout import TOY  # tests/toy_layout.py
 
 
 def _real_layout(name: str):
