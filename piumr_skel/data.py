@@ -8,10 +8,13 @@ number of workers and a resumed run sees the same data.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import secrets
+import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -35,10 +38,12 @@ __all__ = [
 log = logging.getLogger("piumr")
 
 # Bump when the cache files or what normalize_clip computes change: old caches then rebuild.
-CACHE_SCHEMA_VERSION = 1
+# 2: frames and clips files named by generation, listed in meta.json; fingerprint covers frame files.
+CACHE_SCHEMA_VERSION = 2
 NORMALIZE_VERSION = 1
 
-_FRAMES, _OFFSETS, _META = "frames.npy", "clips.parquet", "meta.json"
+_META, _LOCK, _TMP_PREFIX = "meta.json", ".lock", ".tmp-"
+_OLD_FILES = ("frames.npy", "clips.parquet")  # schema 1
 
 
 class CacheMismatchError(ValueError):
@@ -72,18 +77,72 @@ def layout_signature(layout: "Layout") -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def store_fingerprint(info: Mapping[str, Any], clips: pd.DataFrame) -> str:
-    """Hash of a store's store.json and its clips table; changes whenever clips are added or redone."""
+def store_fingerprint(info: Mapping[str, Any], clips: pd.DataFrame,
+                      frame_files: Sequence[tuple[str, int, int]] = ()) -> str:
+    """Hash of a store's store.json, its clips table and (name, size, mtime_ns) of its frame files;
+    changes whenever clips are added or redone, or a frames file is edited in place."""
     h = hashlib.sha256(json.dumps(info, sort_keys=True, default=str).encode())
     table = clips.sort_values("clip_id").reset_index(drop=True)
     h.update(table.to_csv(index=False).encode())
+    h.update(json.dumps(sorted(map(list, frame_files))).encode())
     return h.hexdigest()[:16]
+
+
+def _fingerprint_of(store: Any) -> str:
+    """store_fingerprint of an open Store, with the sizes and modification times of its frame files."""
+    from pose_extract.schema import FRAMES_DIR
+
+    files = []
+    root = getattr(store, "path", None)
+    for f in sorted(Path(root, FRAMES_DIR).glob("*.parquet")) if root is not None else ():
+        with contextlib.suppress(FileNotFoundError):  # removed by a compaction meanwhile
+            st = f.stat()
+            files.append((f.name, int(st.st_size), int(st.st_mtime_ns)))
+    return store_fingerprint(dict(store.info), store.clips(), files)
 
 
 def _selection_hash(clip_ids: Sequence[str] | None) -> str | None:
     if clip_ids is None:
         return None
     return hashlib.sha256("\n".join(sorted(set(map(str, clip_ids)))).encode()).hexdigest()[:16]
+
+
+def _cache_lock(cache_dir: Path):
+    from pose_extract.locking import exclusive_lock
+
+    return exclusive_lock(cache_dir / _LOCK, f"clip cache {cache_dir}", blocking=True)
+
+
+def _read_generation(cache_dir: Path) -> tuple[dict, pd.DataFrame, np.ndarray]:
+    """(meta, clips table, memory-mapped frames) of the generation meta.json names.
+
+    A builder replaces meta.json before it deletes the files of the previous generation, so files
+    missing right after reading meta.json mean a rebuild happened meanwhile: read meta.json again.
+    """
+    meta_path = cache_dir / _META
+    for attempt in range(3):
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"no clip cache in {cache_dir} (missing {_META}); "
+                                    f"build one with ClipCache.build(store, layout, cache_dir)")
+        text = meta_path.read_text()
+        try:
+            meta = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{meta_path}: not valid JSON ({err})") from err
+        if meta.get("cache_schema") != CACHE_SCHEMA_VERSION:
+            raise CacheMismatchError(f"{meta_path}: cache schema {meta.get('cache_schema')} is not "
+                                     f"{CACHE_SCHEMA_VERSION}; rebuild the cache")
+        files = meta.get("files") or {}
+        try:
+            table = pd.read_parquet(cache_dir / files["clips"])
+            return meta, table, np.load(cache_dir / files["frames"], mmap_mode="r")
+        except KeyError:
+            raise ValueError(f"{meta_path}: no 'files' entry; rebuild the cache") from None
+        except FileNotFoundError as err:
+            if attempt == 2 or not meta_path.is_file() or meta_path.read_text() == text:
+                raise ValueError(f"clip cache {cache_dir} is incomplete: "
+                                 f"{Path(err.filename or '?').name} is missing") from None
+    raise AssertionError("unreachable")
 
 
 class ClipCache:
@@ -111,8 +170,10 @@ class ClipCache:
               clip_ids: Sequence[str] | None = None, *, force: bool = False) -> "ClipCache":
         """Build the cache from a keypoint store (a path or an open `Store`), or reuse it.
 
-        An existing cache in `cache_dir` is reused when its store fingerprint (store.json + clips
-        table), layout and clip selection match; otherwise (or with `force`) it is rebuilt.
+        An existing cache in `cache_dir` is reused when its store fingerprint (store.json, clips
+        table, size and mtime of each frames file), layout and clip selection match; otherwise (or
+        with `force`) it is rebuilt. Safe for concurrent callers: one builds under a lock on
+        cache_dir/.lock while the others wait and then reuse its cache.
         The store's frames are read once (`Store.load_all`). Clips whose status is not "ok" are
         skipped; clips that fail assembly or normalisation are recorded in meta["failed"] and
         skipped with a warning.
@@ -123,27 +184,45 @@ class ClipCache:
             store = open_store(store)
         layout = _resolve_layout(layout)
         cache_dir = Path(cache_dir)
-        store_name = str(getattr(store, "path", "<store>"))
-        info = dict(store.info)
-        clips = store.clips()
         expected = {
             "cache_schema": CACHE_SCHEMA_VERSION,
             "normalize_version": NORMALIZE_VERSION,
             "layout": layout.name,
             "layout_signature": layout_signature(layout),
-            "store_fingerprint": store_fingerprint(info, clips),
+            "store_fingerprint": _fingerprint_of(store),
             "selection": _selection_hash(clip_ids),
         }
-        if not force and (cache_dir / _META).is_file():
-            try:
-                cache = cls.load(cache_dir, layout=layout)
-                stale = [k for k, v in expected.items() if cache.meta.get(k) != v]
-                if not stale:
-                    return cache
-                log.info("clip cache %s is stale (%s differ); rebuilding", cache_dir, ", ".join(stale))
-            except (ValueError, OSError) as err:
-                log.info("clip cache %s unreadable (%s); rebuilding", cache_dir, err)
+        if not force and (cache := cls._reusable(cache_dir, layout, expected)) is not None:
+            return cache
+        # One builder at a time; the others wait here and then reuse what it built.
+        with _cache_lock(cache_dir):
+            if not force and (cache := cls._reusable(cache_dir, layout, expected)) is not None:
+                return cache
+            return cls._build(store, layout, cache_dir, clip_ids, expected)
 
+    @classmethod
+    def _reusable(cls, cache_dir: Path, layout: "Layout", expected: Mapping[str, Any]
+                  ) -> "ClipCache | None":
+        """The cache in cache_dir if it is complete and matches `expected`, else None."""
+        if not (cache_dir / _META).is_file():
+            return None
+        try:
+            cache = cls.load(cache_dir, layout=layout)
+        except (ValueError, OSError) as err:
+            log.info("clip cache %s unreadable (%s); rebuilding", cache_dir, err)
+            return None
+        stale = [k for k, v in expected.items() if cache.meta.get(k) != v]
+        if not stale:
+            return cache
+        log.info("clip cache %s is stale (%s differ); rebuilding", cache_dir, ", ".join(stale))
+        return None
+
+    @classmethod
+    def _build(cls, store: Any, layout: "Layout", cache_dir: Path, clip_ids: Sequence[str] | None,
+               expected: Mapping[str, Any]) -> "ClipCache":
+        store_name = str(getattr(store, "path", "<store>"))
+        info = dict(store.info)
+        clips = store.clips()
         store_layout = info.get("layout")
         if store_layout and store_layout != layout.name:
             raise ValueError(f"store {store_name} holds {store_layout!r} keypoints, "
@@ -195,7 +274,7 @@ class ClipCache:
         subj = ok["subject"].fillna("").astype(str) if "subject" in ok else pd.Series("", ok.index)
         subjects = dict(zip(ok["clip_id"], subj))
         meta = dict(expected, store=store_name, failed=failed, skipped=skipped, absent=absent)
-        return cls.from_arrays(cache_dir, arrays, layout, subjects=subjects, meta=meta)
+        return cls._write(cache_dir, arrays, layout, subjects=subjects, meta=meta)
 
     @classmethod
     def from_arrays(cls, cache_dir: str | Path, arrays: Mapping[str, np.ndarray], layout: "Layout",
@@ -203,39 +282,55 @@ class ClipCache:
                     meta: Mapping[str, Any] | None = None) -> "ClipCache":
         """Write already-normalised clips {clip_id: (T, V, 3)} as a cache and return it.
 
-        Files are written under temporary names and meta.json goes last, so an interrupted
-        write never leaves a cache that `load` accepts.
+        The frames and clips files get new names of their own (a generation) and meta.json, which
+        names them, is replaced last: a reader sees the old cache or the new one, never a mix, and
+        an interrupted write leaves the old cache in place.
         """
-        cache_dir = Path(cache_dir)
+        with _cache_lock(Path(cache_dir)):
+            return cls._write(Path(cache_dir), arrays, layout, subjects=subjects, meta=meta)
+
+    @classmethod
+    def _write(cls, cache_dir: Path, arrays: Mapping[str, np.ndarray], layout: "Layout",
+               *, subjects: Mapping[str, str] | None = None,
+               meta: Mapping[str, Any] | None = None) -> "ClipCache":
+        """from_arrays without taking the lock (the caller holds it)."""
         cache_dir.mkdir(parents=True, exist_ok=True)
         V = int(layout.num_joints)
         for cid, a in arrays.items():
             if a.ndim != 3 or a.shape[1:] != (V, 3) or a.shape[0] < 1:
                 raise ValueError(f"clip {cid}: expected (T, {V}, 3) with T >= 1, got {a.shape}")
-        (cache_dir / _META).unlink(missing_ok=True)
         ids = list(arrays)
         lengths = np.array([arrays[c].shape[0] for c in ids], dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        tmp = cache_dir / (_FRAMES + ".tmp.npy")
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+        gen = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}"
+        files = {"frames": f"frames.{gen}.npy", "clips": f"clips.{gen}.parquet"}
+        tmp = cache_dir / f"{_TMP_PREFIX}{gen}"
+        out = np.lib.format.open_memmap(f"{tmp}.npy", mode="w+", dtype=np.float32,
                                         shape=(int(lengths.sum()), V, 3))
         for cid, s, n in zip(ids, starts, lengths):
             out[s:s + n] = arrays[cid]
         out.flush()
         del out
-        os.replace(tmp, cache_dir / _FRAMES)
+        os.replace(f"{tmp}.npy", cache_dir / files["frames"])
         subjects = subjects or {}
         table = pd.DataFrame({"clip_id": ids, "start": starts, "length": lengths,
                               "subject": [str(subjects.get(c, "")) for c in ids]})
-        table.to_parquet(cache_dir / (_OFFSETS + ".tmp"), index=False)
-        os.replace(cache_dir / (_OFFSETS + ".tmp"), cache_dir / _OFFSETS)
+        table.to_parquet(f"{tmp}.parquet", index=False)
+        os.replace(f"{tmp}.parquet", cache_dir / files["clips"])
         full_meta = {"cache_schema": CACHE_SCHEMA_VERSION, "normalize_version": NORMALIZE_VERSION,
                      "layout": layout.name, "layout_signature": layout_signature(layout),
                      "store_fingerprint": None, "selection": None, "failed": {}, "skipped": {}}
         full_meta.update(meta or {})
-        full_meta.update(num_clips=len(ids), num_frames=int(lengths.sum()), num_joints=V)
-        (cache_dir / (_META + ".tmp")).write_text(json.dumps(full_meta, indent=1))
-        os.replace(cache_dir / (_META + ".tmp"), cache_dir / _META)
+        full_meta.update(num_clips=len(ids), num_frames=int(lengths.sum()), num_joints=V,
+                         generation=gen, files=files)
+        Path(f"{tmp}.json").write_text(json.dumps(full_meta, indent=1))
+        os.replace(f"{tmp}.json", cache_dir / _META)  # the commit point
+        keep = {_META, _LOCK, *files.values()}
+        for f in cache_dir.iterdir():  # earlier generations and leftovers of killed builders
+            if f.name not in keep and (f.name.startswith((_TMP_PREFIX, "frames.", "clips."))
+                                       or f.name in _OLD_FILES):
+                with contextlib.suppress(FileNotFoundError):
+                    f.unlink()
         return cls(cache_dir, full_meta, table, layout)
 
     @classmethod
@@ -247,21 +342,7 @@ class ClipCache:
         layout or from another state of the store.
         """
         cache_dir = Path(cache_dir)
-        meta_path = cache_dir / _META
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"no clip cache in {cache_dir} (missing {_META}); "
-                                    f"build one with ClipCache.build(store, layout, cache_dir)")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{meta_path}: not valid JSON ({err})") from err
-        if meta.get("cache_schema") != CACHE_SCHEMA_VERSION:
-            raise CacheMismatchError(f"{meta_path}: cache schema {meta.get('cache_schema')} is not "
-                                     f"{CACHE_SCHEMA_VERSION}; rebuild the cache")
-        for name in (_FRAMES, _OFFSETS):
-            if not (cache_dir / name).is_file():
-                raise ValueError(f"clip cache {cache_dir} is incomplete: {name} is missing")
-        table = pd.read_parquet(cache_dir / _OFFSETS)
+        meta, table, frames = _read_generation(cache_dir)
         lay = None
         if layout is not None:
             lay = _resolve_layout(layout)
@@ -274,24 +355,35 @@ class ClipCache:
                 from pose_extract import open_store
 
                 store = open_store(store)
-            fp = store_fingerprint(dict(store.info), store.clips())
-            if meta.get("store_fingerprint") != fp:
+            if meta.get("store_fingerprint") != _fingerprint_of(store):
                 raise CacheMismatchError(
                     f"clip cache {cache_dir} does not match store {getattr(store, 'path', store)} "
                     f"(the store changed since the cache was built); rebuild it with ClipCache.build")
         cache = cls(cache_dir, meta, table, lay)
-        frames = cache.frames
         if frames.shape != (int(meta["num_frames"]), int(meta["num_joints"]), 3):
-            raise ValueError(f"clip cache {cache_dir}: {_FRAMES} has shape {frames.shape}, "
-                             f"meta.json says ({meta['num_frames']}, {meta['num_joints']}, 3)")
+            raise ValueError(f"clip cache {cache_dir}: {meta['files']['frames']} has shape "
+                             f"{frames.shape}, meta.json says ({meta['num_frames']}, "
+                             f"{meta['num_joints']}, 3)")
+        cache._frames = frames
         return cache
 
     # ------------------------------------------------------------------ access
     @property
+    def frames_path(self) -> Path:
+        """The .npy file of this cache's generation."""
+        return self.cache_dir / self.meta["files"]["frames"]
+
+    @property
     def frames(self) -> np.ndarray:
         """All frames (N_frames, V, 3), memory-mapped read-only (opened lazily, per process)."""
         if self._frames is None:
-            self._frames = np.load(self.cache_dir / _FRAMES, mmap_mode="r")
+            try:
+                self._frames = np.load(self.frames_path, mmap_mode="r")
+            except FileNotFoundError:
+                raise FileNotFoundError(
+                    f"clip cache {self.cache_dir}: {self.frames_path.name} is gone: another process "
+                    f"rebuilt the cache (the store or layout changed) while this one used it; "
+                    f"run again") from None
         return self._frames
 
     @property

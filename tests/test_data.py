@@ -67,7 +67,7 @@ def test_cache_refuses_other_layout_and_incomplete(toy_cache: ClipCache):
     with pytest.raises(CacheMismatchError, match="layout"):
         ClipCache.load(toy_cache.cache_dir, layout=other)
     ClipCache.load(toy_cache.cache_dir, layout=TOY)  # same layout is accepted
-    (toy_cache.cache_dir / "clips.parquet").unlink()
+    (toy_cache.cache_dir / toy_cache.meta["files"]["clips"]).unlink()
     with pytest.raises(ValueError, match="incomplete"):
         ClipCache.load(toy_cache.cache_dir)
     with pytest.raises(FileNotFoundError, match="no clip cache"):
@@ -243,9 +243,9 @@ def test_cache_rebuilds_when_store_changes(tmp_path: Path):
     store = _write_store(pe, tmp_path / "store", {"0001_01_0001": _pose_clip(rng, 25)})
     layout = layouts.get_layout("mp_pose")
     first = ClipCache.build(store, layout, tmp_path / "cache")
-    mtime = (tmp_path / "cache" / "frames.npy").stat().st_mtime_ns
+    mtime = first.frames_path.stat().st_mtime_ns
     same = ClipCache.build(store, layout, tmp_path / "cache")  # reused, not rewritten
-    assert (tmp_path / "cache" / "frames.npy").stat().st_mtime_ns == mtime
+    assert same.frames_path == first.frames_path and same.frames_path.stat().st_mtime_ns == mtime
     assert same.meta["store_fingerprint"] == first.meta["store_fingerprint"]
     _write_store(pe, tmp_path / "store", {"0002_01_0001": _pose_clip(rng, 25)})
     with pytest.raises(CacheMismatchError, match="store"):
