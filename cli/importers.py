@@ -66,6 +66,40 @@ def import_mmn_cmd(data: Path, label: Path, store: Path, layout: str, split: str
                  height=height, fps=fps))
 
 
+@import_group.command("landmarks")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--out", "store", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="store folder to create (must not exist or be empty)")
+@click.option("--label-key", default="label", show_default=True, help="npz key of the labels")
+@click.option("--subject-key", default="subject", show_default=True,
+              help="npz key of the person (or group) ids, used by the xsub split")
+@click.option("--units", type=click.Choice(["image", "other"]), default="other", show_default=True,
+              help="x, y image-normalised to [0, 1], or other units taken as pixels of a "
+                   "WIDTH x HEIGHT frame (e.g. shoulder width about 200)")
+@click.option("--width", default=500, show_default=True, help="frame width the coordinates refer to")
+@click.option("--height", default=500, show_default=True, help="frame height the coordinates refer to")
+@click.option("--fps", default=None, type=float,
+              help="frame rate of every clip [default: the file's 'fps' key, else 30]")
+@click.option("--clip-prefix", default="", help="prefix of the clip ids {subject}_{label}_{index}")
+@click.option("--overwrite", is_flag=True, help="replace an existing keypoint store at --out")
+def import_landmarks_cmd(file: Path, store: Path, label_key: str, subject_key: str, units: str,
+                         width: int, height: int, fps: float | None, clip_prefix: str,
+                         overwrite: bool) -> None:
+    """MediaPipe Holistic landmarks FILE.npz: data (F, 75, C) = pose 33 + left hand 21 + right
+    hand 21, lengths (N,), a label and a subject key, optional fps. Read it with --layout
+    mp_holistic or mp_pose."""
+    from piumr_skel.landmarks import import_landmarks
+
+    result = _run(import_landmarks, file, store, label_key=label_key, subject_key=subject_key,
+                  units=units, width=width, height=height, fps=fps, clip_prefix=clip_prefix,
+                  overwrite=overwrite)
+    _report(result)
+    click.echo(f"class names: {result.class_names} ({result.num_classes} classes)")
+    subjects = ", ".join(f"{s} {n}" for s, n in sorted(result.clips_per_subject.items()))
+    click.echo(f"{len(result.clips_per_subject)} subjects: {subjects}")
+    click.echo("frames found: " + ", ".join(f"{p} {r:.0%}" for p, r in result.present.items()))
+
+
 @click.command("export")
 @click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["pyskl"]), default="pyskl", show_default=True)
