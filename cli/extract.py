@@ -47,6 +47,7 @@ def extract_cmd(videos: Path, out: Path | None, workers: int, shard: str | None,
     extracted. The exit status is 1 when any clip failed; the summary names them.
     """
     from pose_extract.extract import ExtractError, ExtractSettings, extract_videos
+    from pose_extract.locking import LockBusyError
     from pose_extract.store import StoreError
     from pose_extract.video import parse_shard
 
@@ -65,6 +66,8 @@ def extract_cmd(videos: Path, out: Path | None, workers: int, shard: str | None,
                                 retry_failed=retry_failed, progress=not no_progress, limit=limit)
     except (ExtractError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
+    except LockBusyError as exc:
+        raise click.ClickException(str(exc)) from None
     for line in report.summary_lines():
         click.echo(line, err=line.startswith("FAILED"))
     if report.failed:
@@ -76,6 +79,7 @@ def extract_cmd(videos: Path, out: Path | None, workers: int, shard: str | None,
 @click.argument("stores", nargs=-1, required=True, type=click.Path(path_type=Path))
 def merge_stores_cmd(out: Path, stores: tuple[Path, ...]) -> None:
     """Merge keypoint stores (e.g. one per --shard) into OUT."""
+    from pose_extract.locking import LockBusyError
     from pose_extract.store import StoreError, merge_stores, open_store
 
     _setup_logging(False)
@@ -85,6 +89,8 @@ def merge_stores_cmd(out: Path, stores: tuple[Path, ...]) -> None:
         merge_stores(out, stores)
     except StoreError as exc:
         raise click.UsageError(str(exc)) from None
+    except LockBusyError as exc:
+        raise click.ClickException(str(exc)) from None
     clips = open_store(out).clips()
     failed = int((clips["status"] != "ok").sum())
     click.echo(f"{out}: {len(clips)} clips ({failed} failed) from {len(stores)} store(s)")

@@ -15,7 +15,7 @@ import numpy as np
 
 from .schema import (FACE_SUBSET_INDICES, KIND_MEDIAPIPE, RATE_PARTS, STORE_FILE, mediapipe_parts,
                      parse_subject)
-from .store import StoreError, StoreWriter, describe_settings_diff, open_store
+from .store import WRITER_LOCK, StoreError, StoreWriter, describe_settings_diff, open_store, writer_lock
 from .video import VideoError, find_videos, iter_frames, shard_of
 
 log = logging.getLogger(__name__)
@@ -268,7 +268,7 @@ def _plan(videos: Path, out: Path, settings: ExtractSettings, shard: tuple[int, 
         if info.get("extractor_version") != extractor_version():
             log.warning("%s was made by %s, this is %s", out, info.get("extractor_version"),
                         extractor_version())
-    elif out.is_dir() and any(out.iterdir()):
+    elif out.is_dir() and any(p.name != WRITER_LOCK for p in out.iterdir()):
         raise ExtractError(f"output {out} is a non-empty folder that is not a keypoint store "
                            f"({STORE_FILE} missing)")
     paths = find_videos(videos)
@@ -295,7 +295,9 @@ def extract_videos(videos: str | Path, out: str | Path, *, settings: ExtractSett
 
     Resumable: clips already in the store are skipped (failed ones too, unless ``retry_failed``).
     ``workers`` > 1 runs that many processes, each with its own Holistic graph and one thread per
-    library; 1 runs in this process. Raises ExtractError for bad arguments before any work.
+    library; 1 runs in this process. Raises ExtractError for bad arguments before any work, and
+    LockBusyError (naming the other process) while another job writes the same store; shards
+    (``shard=(i, n)``) into separate stores are the way to split the work.
     """
     settings = settings or ExtractSettings()
     videos, out = Path(videos), Path(out)
@@ -304,6 +306,13 @@ def extract_videos(videos: str | Path, out: str | Path, *, settings: ExtractSett
     jobs = _plan(videos, out, settings, shard)
     if limit is not None:
         jobs = jobs[:limit]
+    with writer_lock(out):  # a second job into this store is refused, naming this one
+        return _extract_jobs(jobs, out, settings, workers, retry_failed, progress, compact_every, on_clip)
+
+
+def _extract_jobs(jobs: list[_Job], out: Path, settings: ExtractSettings, workers: int,
+                  retry_failed: bool, progress: bool, compact_every: int,
+                  on_clip: Callable[[dict[str, Any]], None] | None) -> ExtractReport:
     writer = StoreWriter(out, kind=KIND_MEDIAPIPE, parts=settings.parts, settings=settings.to_dict(),
                          extractor_version=extractor_version(), compact_every=compact_every)
     stored = open_store(out).clips().set_index("clip_id")["status"].to_dict()

@@ -13,6 +13,8 @@ once at every moment, whatever point a writer was killed at:
   newest unit.
 
 Commits and compaction take an ``flock`` on ``STORE/.lock`` so that several writers can share a store.
+A whole job (``piumr extract``, ``piumr merge-stores``) also holds ``STORE/.writer.lock`` (see
+:func:`writer_lock`): two jobs into one store would both extract every clip and duplicate its frames.
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 EXTRACTOR_VERSION = "piumr-store 1"
 TMP_DIR = ".tmp"
 LOCK_FILE = ".lock"
+WRITER_LOCK = ".writer.lock"
 _REPLACES_KEY = b"piumr.replaces"
 _STALE_TMP_S = 24 * 3600.0
 
@@ -154,6 +157,18 @@ def _write_parquet(table: pa.Table, dest: Path, tmp_dir: Path) -> Path:
         fh.flush()
         os.fsync(fh.fileno())
     return tmp
+
+
+def writer_lock(path: str | Path):
+    """Context manager: this process is the only job writing the store at ``path`` (created if needed).
+
+    Non-blocking: another job holding it raises LockBusyError naming its pid, host and start time.
+    """
+    from .locking import exclusive_lock
+
+    return exclusive_lock(Path(path) / WRITER_LOCK, f"keypoint store {path}",
+                          hint="; wait for it to finish, or split the work with --shard I/N into "
+                               "separate stores and join them with `piumr merge-stores`")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -290,7 +305,8 @@ class StoreWriter:
             self.info = read_info(self.path)
             self._check_compatible(kind, layout)
         else:
-            if self.path.is_dir() and any(p.name not in (LOCK_FILE, TMP_DIR) for p in self.path.iterdir()):
+            if self.path.is_dir() and any(p.name not in (LOCK_FILE, WRITER_LOCK, TMP_DIR)
+                                          for p in self.path.iterdir()):
                 raise StoreError(f"{self.path}: directory is not empty and is not a keypoint store "
                                  f"({STORE_FILE} missing); choose a new or empty output directory")
             self.info = {"schema_version": SCHEMA_VERSION, "kind": kind, "layout": layout,
@@ -569,25 +585,42 @@ def merge_stores(out: str | Path, inputs: Iterable[str | Path]) -> Path:
 
     All inputs must share kind, parts and layout, and extractor stores the same settings. A clip found
     in several inputs is taken once: an ``ok`` row beats a ``failed`` one, otherwise the first input
-    wins (with a warning). Clips already ok in ``out`` are kept. Returns ``out``.
+    wins (with a warning). Clips already ok in ``out`` are kept. An existing ``out`` must match the
+    inputs too. Holds :func:`writer_lock` on ``out`` (LockBusyError if another job writes it). Returns
+    ``out``.
     """
-    import pyarrow.compute as pc
-
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"{out}: exists and is not a directory")
     stores = [open_store(p) for p in inputs]
     if not stores:
         raise ValueError("merge_stores: no input stores given")
     first = stores[0]
     for s in stores[1:]:
-        diffs = []
-        for key in ("kind", "layout", "parts"):
-            if s.info.get(key) != first.info.get(key):
-                diffs.append(f"{key} {s.info.get(key)!r} != {first.info.get(key)!r}")
-        if first.info["kind"] != "imported" and s.info.get("settings") != first.info.get("settings"):
-            diffs.append("settings: " + describe_settings_diff(first.info.get("settings", {}),
-                                                               s.info.get("settings", {})))
-        if diffs:
+        if diffs := _merge_conflicts(first.info, s.info):
             raise StoreError(f"{s.path}: cannot merge with {first.path}: " + "; ".join(diffs))
+    if (out / STORE_FILE).exists():
+        if diffs := _merge_conflicts(read_info(out), first.info):
+            raise StoreError(f"{out}: cannot merge {first.path} into this existing store, made with "
+                             f"other settings: " + "; ".join(diffs))
+    with writer_lock(out):
+        _merge_into(out, stores)
+    return out
+
+
+def _merge_conflicts(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """What differs between two stores' store.json that forbids merging them (settings: extractor stores)."""
+    diffs = [f"{key} {b.get(key)!r} != {a.get(key)!r}" for key in ("kind", "layout", "parts")
+             if b.get(key) != a.get(key)]
+    if a["kind"] != "imported" and b.get("settings") != a.get("settings"):
+        diffs.append("settings: " + describe_settings_diff(a.get("settings", {}), b.get("settings", {})))
+    return diffs
+
+
+def _merge_into(out: Path, stores: list[Store]) -> None:
+    import pyarrow.compute as pc
+
+    first = stores[0]
     writer = StoreWriter(out, kind=first.info["kind"], parts=first.parts,
                          settings=first.info.get("settings", {}), layout=first.info.get("layout"),
                          extractor_version=first.info.get("extractor_version", EXTRACTOR_VERSION))
@@ -631,7 +664,6 @@ def merge_stores(out: str | Path, inputs: Iterable[str | Path]) -> Path:
                 frames = frames_schema(s.parts).empty_table()
             writer.write_tables(clips, frames)
     writer.close()
-    return out
 
 
 def describe_settings_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:

@@ -78,3 +78,75 @@ def test_cache_rebuilds_when_frames_are_edited_in_place(tmp_path: Path) -> None:
     after = np.array(rebuilt["0001_01_0001"])
     assert not np.allclose(before, after)
     np.testing.assert_array_equal(after, ClipCache.build(other, "mp_pose", tmp_path / "c2")["0001_01_0001"])
+
+
+# ---------------------------------------------------------------------------- one writer per store
+
+
+def test_second_extract_into_one_store_is_refused_naming_the_first(tmp_path: Path) -> None:
+    """Issue 10 item 3: two `piumr extract` into one store used to both extract every clip."""
+    import subprocess
+    import sys
+    import time
+
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from cli.extract import extract_cmd
+    from test_extract import _RUN, write_video  # tests/test_extract.py
+
+    videos, out = tmp_path / "videos", tmp_path / "store"
+    n = 6
+    for i in range(n):
+        write_video(videos / f"{i:04d}_01_{i:04d}.mp4", frames=30, size=(160, 120), seed=i)
+    args = [str(videos), "-o", str(out), "--no-progress"]
+    first = subprocess.Popen([sys.executable, "-c", _RUN, *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and first.poll() is None:
+        if list((out / "clips").glob("*.parquet")):
+            break
+        time.sleep(0.02)
+    assert first.poll() is None, "the first extraction ended before the second could start"
+    second = CliRunner().invoke(extract_cmd, args)
+    stdout, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    assert second.exit_code == 1, second.output
+    assert f"is in use by pid {first.pid} on host" in second.output and "--shard" in second.output
+    assert len(second.output.strip().splitlines()) == 1, second.output
+    frames = pd.read_parquet(out / "frames", columns=["clip_id", "frame"])
+    assert not frames.duplicated().any() and len(frames) == n * 30
+    # Once the first is done the same command just finds everything done.
+    again = CliRunner().invoke(extract_cmd, args)
+    assert again.exit_code == 0 and f"{n} already done" in again.output, again.output
+
+
+def _mediapipe_store(path: Path, max_side: int, clip_id: str) -> Path:
+    from pose_extract import StoreWriter
+
+    parts = {"pose": (3, 4)}
+    with StoreWriter(path, kind="mediapipe_holistic", parts=parts, settings={"max_side": max_side}) as w:
+        w.write_clip({"clip_id": clip_id}, {"pose": np.zeros((2, 3, 4), np.float32)})
+    return path
+
+
+def test_merge_into_a_store_made_with_other_settings_is_refused(tmp_path: Path) -> None:
+    """Issue 10 item 4: the inputs are compared with an existing output, not only with each other."""
+    from pose_extract import StoreError, merge_stores, open_store
+
+    a = _mediapipe_store(tmp_path / "a", 0, "c0")
+    b = _mediapipe_store(tmp_path / "b", 64, "c1")
+    out = merge_stores(tmp_path / "m", [a])
+    with pytest.raises(StoreError, match=r"existing store, made with other settings.*max_side: 0 vs 64"):
+        merge_stores(out, [b])
+    assert list(open_store(out).clips()["clip_id"]) == ["c0"]
+
+
+def test_merge_into_a_store_being_written_is_refused(tmp_path: Path) -> None:
+    from pose_extract import LockBusyError, merge_stores, writer_lock
+
+    a = _mediapipe_store(tmp_path / "a", 0, "c0")
+    with writer_lock(tmp_path / "m"):
+        with pytest.raises(LockBusyError, match=r"keypoint store .*m is in use by pid \d+ on host"):
+            merge_stores(tmp_path / "m", [a])
+    assert merge_stores(tmp_path / "m", [a]) == tmp_path / "m"  # free again once released
