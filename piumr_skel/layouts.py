@@ -382,6 +382,44 @@ def _halpe136_spec() -> dict:
     return spec
 
 
+# The 44 Halpe-136 points MMN's MA-52 code indexes (FACTS.md), ascending: body 0-25; face points
+# 68-index 28 (nose bridge), 33 (nose bottom), 36/45 (outer eye corners), 51/57 (upper/lower lip);
+# wrist and the five fingertips of each hand.
+HALPE44_INDICES: tuple[int, ...] = (
+    tuple(range(26)) + tuple(26 + i for i in (28, 33, 36, 45, 51, 57))
+    + tuple(94 + i for i in (0, 4, 8, 12, 16, 20)) + tuple(115 + i for i in (0, 4, 8, 12, 16, 20)))
+
+
+def _subset_spec(spec: dict, keep: tuple[int, ...]) -> dict:
+    """The spec of the joints `keep` of `spec` (imported layouts): names, flips and parts by index,
+    each kept joint hung from its nearest kept ancestor so the tree stays a tree."""
+    new = {old: i for i, old in enumerate(keep)}
+    parent = {c: p for c, p in spec["edges"]}
+    flip = dict(spec["flip_pairs"]) | {b: a for a, b in spec["flip_pairs"]}
+
+    def kept_ancestor(j: int) -> int:
+        while j not in new:
+            j = parent[j]
+        return new[j]
+
+    if spec["center"] not in new:
+        raise ValueError(f"subset {keep} drops the centre joint {spec['center']}")
+    if any(flip.get(j, j) not in new for j in keep):
+        raise ValueError(f"subset {keep} keeps a joint but not its mirror")
+    parts = {k: tuple(new[j] for j in v if j in new) for k, v in spec["parts"].items()}
+    return dict(joints=[spec["joints"][j] for j in keep],
+                edges=[(new[c], kept_ancestor(p)) for c, p in spec["edges"] if c in new],
+                center=new[spec["center"]],
+                flip_pairs=[(new[a], new[b]) for a, b in spec["flip_pairs"] if a in new],
+                parts={k: v for k, v in parts.items() if v},
+                sources=[("keypoints", (i,)) for i in range(len(keep))])
+
+
+def _halpe44_spec() -> dict:
+    """MMN's 44-point subset of Halpe-136 (:data:`HALPE44_INDICES`)."""
+    return _subset_spec(_halpe136_spec(), HALPE44_INDICES)
+
+
 def _builder(name: str, spec_fn: Callable[[], dict]) -> Callable[[], Layout]:
     @lru_cache(maxsize=None)
     def build() -> Layout:
@@ -399,6 +437,7 @@ LAYOUTS: dict[str, Callable[[], Layout]] = {
     "openpose18": _builder("openpose18", _openpose18_spec),
     "openpose28": _builder("openpose28", _openpose28_spec),
     "halpe136": _builder("halpe136", _halpe136_spec),
+    "halpe44": _builder("halpe44", _halpe44_spec),
 }
 
 

@@ -14,7 +14,7 @@ HAS_FACE_SUBSET = importlib.util.find_spec("pose_extract.schema") is not None
 NEEDS_FACE = pytest.mark.skipif(not HAS_FACE_SUBSET, reason="pose_extract.schema (FACE_SUBSET) not written yet")
 LAYOUT_PARAMS = [pytest.param(n, marks=NEEDS_FACE) if n == "mp_holistic_face" else n for n in LAYOUTS]
 EXPECTED_V = {"mp_pose": 35, "mp_holistic": 77, "mp_holistic_face": 101, "coco17": 17, "openpose18": 18, "openpose28": 28,
-              "halpe136": 136}
+              "halpe136": 136, "halpe44": 44}
 
 
 def _tiny(**over) -> Layout:
@@ -137,6 +137,31 @@ def test_halpe136_follows_alphapose_order():
     assert lay.joints[94] == "left_hand_wrist" and lay.joints[115] == "right_hand_wrist"
     assert lay.parents[94] == 9 and lay.parents[115] == 10 and lay.parents[56] == 0
     assert lay.sources[135] == ("keypoints", (135,))
+
+
+def test_halpe44_is_the_halpe136_subset_mmn_indexes():
+    from piumr_skel.layouts import HALPE44_INDICES
+
+    lay, full = get_layout("halpe44"), get_layout("halpe136")
+    assert list(HALPE44_INDICES) == sorted(HALPE44_INDICES) and len(HALPE44_INDICES) == 44
+    assert lay.joints == tuple(full.joints[i] for i in HALPE44_INDICES)
+    assert lay.joints[lay.center] == "hip"
+    # flips are halpe136's, read through the subset
+    assert [HALPE44_INDICES[j] for j in lay.flip_index] == [full.flip_index[i] for i in HALPE44_INDICES]
+    # every parent is the nearest kept ancestor in halpe136
+    for v, p in enumerate(lay.parents):
+        if v == lay.center:
+            continue
+        a = full.parents[HALPE44_INDICES[v]]
+        while a not in HALPE44_INDICES:
+            a = full.parents[a]
+        assert HALPE44_INDICES[p] == a
+    # bones of MMN's feeder_ma52.py (child, parent) that are also tree edges here: hands from the
+    # wrists 9/10, the foot from the ankle, lips -> nose bottom -> nose, the bridge from the nose
+    for c, p in [(32, 9), (33, 32), (37, 32), (38, 10), (43, 38), (24, 15), (20, 24), (31, 30),
+                 (30, 27), (27, 0), (26, 0), (18, 19), (5, 18)]:
+        assert lay.parents[c] == p, (lay.joints[c], lay.joints[p])
+    assert lay.joints[32] == "left_hand_wrist" and lay.joints[38] == "right_hand_wrist"
 
 
 def _mp_clip(T: int = 3) -> dict[str, np.ndarray]:
