@@ -9,7 +9,11 @@ import click
 
 def _report(result) -> None:
     click.echo(f"{len(result.clip_ids)} clips, layout {result.layout} -> {result.store}")
-    click.echo(f"labels: {result.labels}")
+    click.echo(f"labels: {result.labels}" if result.labels is not None else "labels: none")
+    if getattr(result, "unlabelled", None) is not None:
+        click.echo(f"unlabelled clips (for `piumr predict --test-list`): {result.unlabelled}")
+    if getattr(result, "skipped", 0):
+        click.echo(f"{result.skipped} clips of the data file have no label entry and were left out")
     if result.split is not None:
         click.echo(f"split lists: {result.split}")
     for path in result.protocol_splits:
@@ -40,11 +44,14 @@ def import_group() -> None:
               help="layout name in piumr_skel.layouts [default: from V: 17 coco17, 18 openpose18, "
                    "28 openpose28]")
 @click.option("--fps", default=30.0, show_default=True, help="frame rate recorded for every clip")
-def import_pyskl_cmd(file: Path, store: Path, layout: str | None, fps: float) -> None:
-    """PYSKL annotation pickle FILE (NTU 2D, Kinetics, FineGYM, PCAN MA-52 OpenPose-28)."""
+@click.option("--person", type=click.Choice(["best", "first"]), default="best", show_default=True,
+              help="the one person kept: highest mean score, or person 0")
+def import_pyskl_cmd(file: Path, store: Path, layout: str | None, fps: float, person: str) -> None:
+    """PYSKL annotation pickle FILE (NTU 2D, Kinetics, FineGYM, PCAN MA-52 OpenPose-28, PYSKL's
+    custom_2d_skeleton.py output). Annotations without a label go to STORE/test_list.csv."""
     from piumr_skel.importers import import_pyskl
 
-    _report(_run(import_pyskl, file, store, layout=layout, fps=fps))
+    _report(_run(import_pyskl, file, store, layout=layout, fps=fps, person=person))
 
 
 @import_group.command("mmn")
@@ -52,18 +59,23 @@ def import_pyskl_cmd(file: Path, store: Path, layout: str | None, fps: float) ->
 @click.argument("label", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--out", "store", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="store folder to create (or add to: train, val and test can share one)")
-@click.option("--layout", default="halpe136", show_default=True)
+@click.option("--layout", default=None,
+              help="[default: from V: 136 halpe136, 44 halpe44]; halpe44 also keeps MMN's 44 "
+                   "points of 136-point data")
 @click.option("--split", default=None, help="split name [default: DATA's prefix, train_data.pkl -> train]")
 @click.option("--width", default=1080, show_default=True, help="frame width the pixels refer to")
 @click.option("--height", default=1296, show_default=True, help="frame height the pixels refer to")
 @click.option("--fps", default=30.0, show_default=True)
-def import_mmn_cmd(data: Path, label: Path, store: Path, layout: str, split: str | None,
-                   width: int, height: int, fps: float) -> None:
-    """MMN MA-52 release: DATA = {split}_data.pkl (Halpe-136), LABEL = {split}_label.pkl."""
+@click.option("--person", type=click.Choice(["first", "best"]), default="first", show_default=True,
+              help="the one person kept: person 0 (as MMN's loader), or the highest mean score")
+def import_mmn_cmd(data: Path, label: Path, store: Path, layout: str | None, split: str | None,
+                   width: int, height: int, fps: float, person: str) -> None:
+    """MMN MA-52 release: DATA = {split}_data.pkl ({"annotations": [...]}, Halpe-136 or its
+    44-point subset), LABEL = {split}_label.pkl ([{file_name, label}, ...])."""
     from piumr_skel.importers import import_mmn
 
     _report(_run(import_mmn, data, label, store, layout=layout, split=split, width=width,
-                 height=height, fps=fps))
+                 height=height, fps=fps, person=person))
 
 
 @import_group.command("landmarks")
@@ -108,12 +120,19 @@ def import_landmarks_cmd(file: Path, store: Path, label_key: str, subject_key: s
               help="MA-52 list or CSV [default: STORE/labels.csv if present]")
 @click.option("--split", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="splits.json or CSV clip_id,split [default: STORE/splits.json if present]")
-def export_cmd(store: Path, fmt: str, out: Path, labels: Path | None, split: Path | None) -> None:
-    """Export an imported STORE to a PYSKL annotation pickle."""
+@click.option("--layout", default=None,
+              help="layout of the file [default: an imported store's own; coco17 for a MediaPipe "
+                   "store]: mp_pose, mp_holistic, coco17 (MediaPipe pose points by COCO name), or "
+                   "any layout whose joint names the store has (docs/INTEROP.md)")
+def export_cmd(store: Path, fmt: str, out: Path, labels: Path | None, split: Path | None,
+               layout: str | None) -> None:
+    """Export a STORE (imported, or from `piumr extract`) to a PYSKL annotation pickle that
+    PYSKL's and MMAction2's PoseDataset load: a bare list without splits, else {split,
+    annotations}; clips without a label have no 'label'."""
     from piumr_skel.importers import export_pyskl
 
     try:
-        path = _run(export_pyskl, store, out, labels=labels, split=split)
+        path = _run(export_pyskl, store, out, labels=labels, split=split, layout=layout)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"wrote {path}")

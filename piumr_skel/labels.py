@@ -72,6 +72,14 @@ def clip_id_of(name: str) -> str:
     return p.stem if p.suffix.lower() in VIDEO_SUFFIXES else p.name
 
 
+def _csv_clip_id(text: str) -> str:
+    """Clip id of a CSV `clip_id` cell: an id, not a path, so folders stay (an imported PYSKL
+    `frame_dir` such as `train/0003_01_0001` is the store's clip id); a video extension goes."""
+    text = text.strip()
+    suffix = PurePath(text).suffix
+    return text[: -len(suffix)] if suffix.lower() in VIDEO_SUFFIXES else text
+
+
 def _check_label(text: str, where: str, num_classes: int | None) -> int:
     try:
         label = int(text)
@@ -90,8 +98,8 @@ def _looks_like_csv(path: Path, first_line: str) -> bool:
 def read_labels(path: str | Path, *, num_classes: int | None = None) -> pd.DataFrame:
     """Read an MA-52 list file (`file.mp4 label` per line) or a CSV `clip_id,label[,subject]` with a header.
 
-    CRLF line endings and blank lines are tolerated. Returns a DataFrame with columns clip_id (str,
-    file stem), label (int64) and subject (str: the CSV column when present, else the first field of
+    CRLF line endings and blank lines are tolerated. Returns a DataFrame with columns clip_id (str:
+    a list entry's file stem; a CSV clip_id as written, folders kept, without a video extension), label (int64) and subject (str: the CSV column when present, else the first field of
     an MA-52 name SSSS_BB_NNNN, else ""), in file order. Raises ValueError naming the file and line
     for a malformed line, a non-integer or out-of-range label, a duplicated clip id, or an empty file.
     """
@@ -131,7 +139,7 @@ def read_labels(path: str | Path, *, num_classes: int | None = None) -> pd.DataF
             if len(row) != len(header):
                 raise ValueError(f"{path}:{lineno}: expected {len(header)} columns ({','.join(header)}), "
                                  f"got {len(row)}")
-            clip = clip_id_of(row[ci])
+            clip = _csv_clip_id(row[ci])
             subject = (row[si].strip() if si is not None else "") or parse_subject(clip)
             add(clip, _check_label(row[li].strip(), f"{path}:{lineno}", num_classes), subject, lineno)
         if not clip_ids:

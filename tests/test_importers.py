@@ -251,7 +251,8 @@ def test_mmn_list_of_arrays_and_named_labels_merge_with_other_split(tmp_path):
     _write(tmp_path / "val_label.pkl", [["0010_02_0101.mp4"], np.array([3])])
 
     import_mmn(tmp_path / "train_data.pkl", tmp_path / "train_label.pkl", tmp_path / "st")
-    res = import_mmn(tmp_path / "val_data.pkl", tmp_path / "val_label.pkl", tmp_path / "st")
+    res = import_mmn(tmp_path / "val_data.pkl", tmp_path / "val_label.pkl", tmp_path / "st",
+                     person="best")
     st = open_store(tmp_path / "st")
     a = st.load_clip("0004_02_0005")["keypoints"]
     np.testing.assert_array_equal(a, train[1])
