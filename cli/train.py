@@ -104,12 +104,20 @@ def eval_cmd(run, split, store, labels, device, out):
 @click.option("--test-list", default=None, help="MA-52 test_list_videos.txt (default: the run's test split)")
 @click.option("-o", "--out", required=True, help="folder for prediction.csv and submission.zip")
 @click.option("--device", default="auto", show_default=True)
-def predict_cmd(run, store, test_list, out, device):
-    """Write the Codabench prediction.csv (top-5 action and body) for a test list."""
+@click.option("--allow-missing", is_flag=True,
+              help="write a uniform-score row for each listed clip the store lacks (listed in "
+                   "OUT/missing_clips.txt) instead of refusing")
+@click.option("--body-from", type=click.Choice(["actions", "scores"]), default="actions", show_default=True,
+              help="actions: body_pred_k = body class of action_pred_k, as the official MA-52/MAC packers "
+                   "derive it (bodies may repeat); scores: the 5 bodies ranked by their summed action scores")
+def predict_cmd(run, store, test_list, out, device, allow_missing, body_from):
+    """Write the Codabench prediction.csv (top-5 action and body), one row per clip of a test list;
+    a clip missing from the store is an error unless --allow-missing."""
     from piumr_skel.evaluate import predict_run
 
     try:
-        path = predict_run(run, out=out, store=store, test_list=test_list, device=device)
+        path = predict_run(run, out=out, store=store, test_list=test_list, device=device,
+                           allow_missing=allow_missing, body_from=body_from, echo=click.echo)
     except (FileNotFoundError, ValueError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"wrote {path}")

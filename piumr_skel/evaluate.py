@@ -106,13 +106,27 @@ def evaluate_run(run_or_ckpt: str | Path, *, split: str = "val", device: str = "
     return result
 
 
+MISSING_FILE = "missing_clips.txt"
+
+
 def predict_run(run_or_ckpt: str | Path, *, out: str | Path, store: str | None = None,
-                test_list: str | None = None, device: str = "auto", zip_it: bool = True) -> Path:
-    """Write the Codabench prediction.csv (top-5 action and body) for the clips of a test list."""
-    from .metrics import write_codabench
+                test_list: str | None = None, device: str = "auto", zip_it: bool = True,
+                allow_missing: bool = False, body_from: str = "actions", echo=print) -> Path:
+    """Write the Codabench prediction.csv (top-5 action and body) with one row per clip of the
+    test list, in list order.
+
+    A listed clip that the store lacks is an error naming how many and which (Codabench scores a
+    short file as garbage), unless `allow_missing`: its row then gets uniform scores (so actions
+    0-4), and those clips are listed in `missing_clips.txt` beside prediction.csv and echoed.
+    `body_from`: "actions" (official: body_pred_k = body of action_pred_k) or "scores" (bodies
+    ranked by summed action scores), see `write_codabench`.
+    """
+    from .metrics import BODY_FROM, write_codabench
     from .train import load_run_data, predict_scores
     from .data import make_loader
 
+    if body_from not in BODY_FROM:
+        raise ValueError(f"body_from must be one of {BODY_FROM}, got {body_from!r}")
     dev = engine.resolve_device(device)
     cfg, model, _ = load_checkpoint(run_or_ckpt, dev)
     data = load_run_data(_with_overrides(cfg, store=store), None, ("test",), test_list=test_list)
@@ -120,7 +134,24 @@ def predict_run(run_or_ckpt: str | Path, *, out: str | Path, store: str | None =
     loader = make_loader(ds, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers,
                          seed=cfg.seed, epoch=0, drop_last=False)
     scores, idx = predict_scores(model, loader, dev, cfg.amp and dev.type == "cuda")
-    vids = [f"{c}.mp4" if not str(c).endswith(".mp4") else str(c) for c in np.asarray(data.clip_ids["test"])[idx]]
+    by_clip = dict(zip(np.asarray(data.clip_ids["test"])[idx].tolist(), scores))
+    wanted = [str(c) for c in data.split["test"]]
+    missing = [c for c in wanted if c not in by_clip]
+    where = store or cfg.store
+    if missing and not allow_missing:
+        more = f", ... (+{len(missing) - 5})" if len(missing) > 5 else ""
+        raise ValueError(f"{len(missing)} of {len(wanted)} test clips are not in the store {where}: "
+                         f"{', '.join(missing[:5])}{more}; a Codabench file needs a row for each. "
+                         "Extract them, or pass --allow-missing to give them uniform-score rows")
+    uniform = np.full(scores.shape[1], 1.0 / scores.shape[1], dtype=scores.dtype)
+    scores = np.stack([by_clip.get(c, uniform) for c in wanted])
+    vids = [c if c.endswith(".mp4") else f"{c}.mp4" for c in wanted]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    return write_codabench(out / "prediction.csv", vids, scores, zip_path=(out / "submission.zip") if zip_it else None)
+    (out / MISSING_FILE).unlink(missing_ok=True)  # never leave an earlier run's list behind
+    if missing:
+        (out / MISSING_FILE).write_text("".join(f"{c}\n" for c in missing))
+        echo(f"warning: {len(missing)} of {len(wanted)} test clips are not in {where}; their rows "
+             f"have uniform scores (listed in {out / MISSING_FILE})")
+    return write_codabench(out / "prediction.csv", vids, scores, body_from=body_from,
+                           zip_path=(out / "submission.zip") if zip_it else None)

@@ -165,14 +165,19 @@ def body_scores(scores: np.ndarray) -> np.ndarray:
     return out
 
 
+BODY_FROM = ("actions", "scores")
+
+
 def write_codabench(path: str | Path, vids: Sequence[str], scores: np.ndarray, *,
-                    zip_path: str | Path | None = None) -> Path:
+                    zip_path: str | Path | None = None, body_from: str = "scores") -> Path:
     """Write the Codabench prediction.csv (and zip it when `zip_path` is given); returns the file written last.
 
-    Columns: vid, action_pred_1..5 (top-5 actions by score), body_pred_1..5. Bodies are ranked by
-    the summed softmax score of their actions (`body_scores`): with probabilities that is the model's
-    probability of each body class. Note that body_pred_1 can then differ from the body of
-    action_pred_1, which is what the offline `ma52_metrics` scores. `vids` are written as given (the
+    Columns: vid, action_pred_1..5 (top-5 actions by score), body_pred_1..5. With body_from="actions"
+    (the official packers: VUT-HFUT/Micro-Action online_evaluation/eval.py, the MAC starter kit)
+    body_pred_k = body of action_pred_k, so bodies may repeat. With "scores" bodies are ranked by the
+    summed softmax score of their actions (`body_scores`): with probabilities that is the model's
+    probability of each body class; body_pred_1 can then differ from the body of action_pred_1,
+    which is what the offline `ma52_metrics` scores. `vids` are written as given (the
     MA-52 test list names them `test0000.mp4`, ...).
     """
     scores = np.asarray(scores, dtype=np.float64)
@@ -183,7 +188,10 @@ def write_codabench(path: str | Path, vids: Sequence[str], scores: np.ndarray, *
     if len(set(vids)) != len(vids):
         raise ValueError("write_codabench: duplicated vid names")
     top_action = np.argsort(-scores, axis=1, kind="stable")[:, :5]
-    top_body = np.argsort(-body_scores(scores), axis=1, kind="stable")[:, :5]
+    if body_from not in BODY_FROM:
+        raise ValueError(f"body_from must be one of {BODY_FROM}, got {body_from!r}")
+    top_body = body_of_action(top_action) if body_from == "actions" else \
+        np.argsort(-body_scores(scores), axis=1, kind="stable")[:, :5]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as fh:
