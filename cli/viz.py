@@ -17,9 +17,10 @@ import click
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="out.mp4 | out.gif | out.png")
 @click.option("--frame", default=None, type=int, help="png: frame index [default: middle]")
-@click.option("--sheet", default=0, show_default=True,
+@click.option("--sheet", default=0, show_default=True, type=click.IntRange(min=0),
               help="png: contact sheet of this many evenly spaced frames instead of one frame")
-@click.option("--scale", default=1.0, show_default=True, help="resize the output by this factor")
+@click.option("--scale", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="resize the output by this factor")
 @click.option("--min-score", default=None, type=float,
               help="hide joints whose score (visibility) is below this")
 def viz_cmd(store: Path, clip: str, video: Path | None, layout: str | None, out: Path,

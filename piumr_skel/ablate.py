@@ -521,6 +521,15 @@ def run_ablation(spec: AblationSpec, out: str | Path, *, echo: Callable[[str], N
     if spec.synthetic is not None:
         prepare_synthetic(out, spec.synthetic["preset"], seed=spec.synthetic["seed"],
                           overrides=spec.synthetic["overrides"], echo=say)
+    if spec.base.modality == "skeleton":  # one clear error now, not the same one for every run
+        from pose_extract import StoreError, open_store
+
+        if not spec.base.store:
+            raise AblationError("no store given: pass --store or --synthetic")
+        try:
+            open_store(spec.base.store)
+        except StoreError as err:
+            raise AblationError(str(err)) from None
     runs = plan_runs(spec)
     for run in runs:
         check_same_recipe(run)  # before training anything: a mixed-up OUT folder stops at once

@@ -198,7 +198,8 @@ def _check_ranges(cfg: TrainConfig, source: str) -> None:
         if value is not None and not (value > 0 and math.isfinite(value)):
             problems.append(f"{key}: must be a finite number > 0 (got {value})")
     for key in ("weight_decay", "grad_clip", "lambda_w", "lambda_c", "girl_lambda_var", "girl_eta",
-                "tfam_alpha", "aug_rotate", "warmup_epochs", "girl_warmup", "girl_ramp", "seed"):
+                "tfam_alpha", "aug_rotate", "warmup_epochs", "girl_warmup", "girl_ramp", "seed",
+                "num_workers"):
         value = getattr(cfg, key)
         if value is not None and not value >= 0:
             problems.append(f"{key}: must be >= 0 (got {value})")
@@ -210,7 +211,8 @@ def _check_ranges(cfg: TrainConfig, source: str) -> None:
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.device):
         problems.append(f"device: must be auto, cpu, cuda, cuda:N or mps (got {cfg.device!r})")
     if problems:
-        raise ConfigError(f"invalid config ({source}):\n  " + "\n  ".join(problems))
+        sep = "\n  " if len(problems) > 1 else " "  # one problem: one line
+        raise ConfigError(f"invalid config ({source}):{sep}" + "\n  ".join(problems))
 
 
 def read_yaml_mapping(path: str | Path) -> dict[str, Any]:

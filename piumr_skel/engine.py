@@ -55,9 +55,13 @@ def resolve_device(name: str) -> torch.device:
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         return torch.device("cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:  # ValueError: reported as one line like every other bad option
+        raise ValueError(f"device {name!r}: expected auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} asked for, but CUDA is not available on this machine")
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available on this machine; "
+                         f"use --device cpu (or auto)")
     return device
 
 

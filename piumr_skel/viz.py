@@ -8,6 +8,7 @@ touching it.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -231,6 +232,27 @@ def write_video(frames: Iterable[np.ndarray], out: Path, fps: float) -> int:
     return count
 
 
+def _check_frame_count(video: Path, skel: ClipSkeleton) -> None:
+    """Refuse a video whose frame count differs from the clip's: its keypoints would be drawn over
+    other frames (likely another clip's video). Containers that only estimate the count get a warning."""
+    from pose_extract.video import EXACT_COUNT, VideoError, open_video
+
+    try:
+        cap, info = open_video(video)
+    except VideoError as err:
+        raise ValueError(f"{video}: {err}") from None
+    cap.release()
+    t = skel.keypoints.shape[0]
+    if info.frame_count <= 0 or info.frame_count == t:
+        return
+    msg = (f"{video} has {info.frame_count} frames but clip {skel.clip_id!r} has {t} in the store: "
+           f"is it the video this clip was extracted from?")
+    if video.suffix.lower() not in EXACT_COUNT:
+        warnings.warn(msg + " (its container only estimates the frame count)", stacklevel=3)
+        return
+    raise ValueError(msg + " Pass the right --video, or none to draw on a blank canvas")
+
+
 def render(store, clip_id: str, out: str | Path, *, video: str | Path | None = None,
            layout: str | None = None, frame: int | None = None, sheet: int = 0,
            scale: float = 1.0, min_score: float | None = None) -> Path:
@@ -244,12 +266,18 @@ def render(store, clip_id: str, out: str | Path, *, video: str | Path | None = N
     suffix = out.suffix.lower()
     if suffix not in SUFFIXES:
         raise ValueError(f"{out}: unsupported output type {out.suffix!r}; use one of {SUFFIXES}")
+    if not (scale > 0 and math.isfinite(scale)):
+        raise ValueError(f"scale must be a finite number > 0, got {scale}")
+    if sheet < 0:
+        raise ValueError(f"sheet must be >= 0 (0 = a single frame), got {sheet}")
     skel = load_clip_skeleton(store, clip_id, layout)
     t = skel.keypoints.shape[0]
     if t == 0:
         raise ValueError(f"clip {clip_id!r} has no frames")
     if video is not None and Path(video).is_dir():
         video = Path(video) / (skel.rel_path or f"{clip_id}.mp4")
+    if video is not None and Path(video).is_file():
+        _check_frame_count(Path(video), skel)
     out.parent.mkdir(parents=True, exist_ok=True)
     kw = dict(video=video, scale=scale, min_score=min_score)
     if suffix == ".png":

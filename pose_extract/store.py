@@ -52,8 +52,10 @@ _REPLACES_KEY = b"piumr.replaces"
 _STALE_TMP_S = 24 * 3600.0
 
 
-class StoreError(Exception):
-    """A store that is missing, malformed, of another schema version, or does not match what is asked."""
+class StoreError(ValueError):
+    """A store that is missing, malformed, of another schema version, or does not match what is asked.
+
+    A ValueError, so that every command that reports bad input as one line reports this one too."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -175,13 +177,26 @@ def writer_lock(path: str | Path):
 # scanning committed units
 
 
+def _read(path: Path, *, schema_only: bool = False, **kw: Any) -> Any:
+    """pq.read_table (or read_schema) of one unit file; StoreError naming it when it is corrupt."""
+    try:
+        return pq.read_schema(path) if schema_only else pq.read_table(path, **kw)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError) as exc:
+        other = FRAMES_DIR if path.parent.name == CLIPS_DIR else CLIPS_DIR
+        raise StoreError(f"{path}: unreadable Parquet file, truncated or corrupt ({exc}); delete it and "
+                         f"its namesake in {other}/, then run the same extraction or import again to "
+                         f"redo its clips") from None
+
+
 def _units(path: Path) -> tuple[list[str], set[str]]:
     """(committed unit names not replaced by a part, names replaced by a committed part)."""
     names = sorted(f.name[: -len(".parquet")] for f in (path / CLIPS_DIR).glob("*.parquet"))
     replaced: set[str] = set()
     for name in names:
         if "-p-" in name:
-            md = pq.read_schema(path / CLIPS_DIR / f"{name}.parquet").metadata or {}
+            md = _read(path / CLIPS_DIR / f"{name}.parquet", schema_only=True).metadata or {}
             if _REPLACES_KEY in md:
                 replaced.update(json.loads(md[_REPLACES_KEY]))
     return [n for n in names if n not in replaced], replaced
@@ -192,7 +207,7 @@ def _scan_clips(path: Path) -> pd.DataFrame:
     live, _ = _units(path)
     frames = []
     for name in live:
-        t = pq.read_table(path / CLIPS_DIR / f"{name}.parquet")
+        t = _read(path / CLIPS_DIR / f"{name}.parquet")
         missing = [c for c in CLIP_COLUMNS if c not in t.column_names]
         if missing:
             raise StoreError(f"{path / CLIPS_DIR / name}.parquet: clips table lacks columns {missing}")
@@ -472,9 +487,9 @@ class StoreWriter:
                 group = singles[i:i + chunk]
                 if len(group) < 2:
                     break
-                clips = pa.concat_tables([pq.read_table(self.path / CLIPS_DIR / f"{u}.parquet")
+                clips = pa.concat_tables([_read(self.path / CLIPS_DIR / f"{u}.parquet")
                                           .replace_schema_metadata(None) for u in group])
-                ftabs = [pq.read_table(self.path / FRAMES_DIR / f"{u}.parquet")
+                ftabs = [_read(self.path / FRAMES_DIR / f"{u}.parquet")
                          .replace_schema_metadata(None)
                          for u in group if (self.path / FRAMES_DIR / f"{u}.parquet").exists()]
                 frames = pa.concat_tables(ftabs) if ftabs else None
@@ -556,7 +571,7 @@ class Store:
             n_frames = dict(zip(rows["clip_id"], rows["num_frames"].astype(int)))
             f = self.path / FRAMES_DIR / f"{unit}.parquet"
             if f.exists():
-                ftab = pq.read_table(f, filters=[("clip_id", "in", list(n_frames))])
+                ftab = _read(f, filters=[("clip_id", "in", list(n_frames))])
             else:
                 ftab = frames_schema(self.parts).empty_table()
             out.update(_frames_to_arrays(ftab, self.parts, n_frames, f))
@@ -651,14 +666,14 @@ def _merge_into(out: Path, stores: list[Store]) -> None:
         mine = table[table["clip_id"].map(chosen.get) == i]
         for unit, rows in mine.groupby("_unit", sort=True):
             ids = pa.array(list(rows["clip_id"]), pa.string())
-            clips = pq.read_table(s.path / CLIPS_DIR / f"{unit}.parquet")
+            clips = _read(s.path / CLIPS_DIR / f"{unit}.parquet")
             clips = clips.filter(pc.is_in(clips["clip_id"], ids))
             # A clip may appear twice inside one unit only if a writer misbehaved; keep it once.
             clips = pa.Table.from_pandas(clips.to_pandas().drop_duplicates("clip_id", keep="last"),
                                          schema=CLIPS_SCHEMA, preserve_index=False)
             fpath = s.path / FRAMES_DIR / f"{unit}.parquet"
             if fpath.exists():
-                frames = pq.read_table(fpath)
+                frames = _read(fpath)
                 frames = frames.filter(pc.is_in(frames["clip_id"], ids))
             else:
                 frames = frames_schema(s.parts).empty_table()

@@ -13,7 +13,7 @@ from .schema import VIDEO_EXTENSIONS
 
 # Containers whose header frame count is exact; for the others (mkv, webm) OpenCV estimates it from
 # duration x fps, so a small shortfall is not a truncation.
-_EXACT_COUNT = (".mp4", ".mov", ".avi")
+EXACT_COUNT = (".mp4", ".mov", ".avi")
 
 
 class VideoError(Exception):
@@ -87,7 +87,7 @@ def iter_frames(path: str | Path, max_side: int | None = None) -> tuple[VideoInf
     """
     path = Path(path)
     cap, info = open_video(path)
-    exact = path.suffix.lower() in _EXACT_COUNT
+    exact = path.suffix.lower() in EXACT_COUNT
 
     def frames() -> Iterator[np.ndarray]:
         n = 0
