@@ -118,6 +118,10 @@ def resolve_layout(name: str | None, num_joints: int, source: str):
     except (KeyError, ValueError) as exc:
         raise ImportFormatError(f"{source}: layout {name!r} is not in piumr_skel.layouts "
                                 f"({exc})") from exc
+    if layout.store_parts != (KEYPOINT_PART,):
+        raise ImportFormatError(f"{source}: layout {name!r} reads MediaPipe store parts "
+                                f"{layout.store_parts}; an imported store needs a layout of "
+                                "pixel keypoints (coco17, openpose18, halpe136, ...)")
     if layout.num_joints != num_joints:
         raise ImportFormatError(f"{source}: layout {name!r} has {layout.num_joints} joints but "
                                 f"the keypoints have {num_joints}")

@@ -213,6 +213,11 @@ def test_cli_exports_mediapipe_store_without_labels(mp_store, tmp_path):
     r = CliRunner().invoke(export_cmd, [str(mp_store.store), "-o", str(tmp_path / "y.pkl"),
                                         "--layout", "halpe136"])
     assert r.exit_code != 0 and "halpe136" in r.output
+    # an mp_pose export is for other toolkits: our MediaPipe layouts read MediaPipe stores only
+    export_pyskl(mp_store.store, tmp_path / "mp.pkl", layout="mp_pose")
+    with pytest.raises(ImportFormatError, match="reads MediaPipe store parts"):
+        import_pyskl(tmp_path / "mp.pkl", tmp_path / "back", layout="mp_pose")
+    assert not (tmp_path / "back").exists()
 
 
 # ------------------------------------------------------------------------------------ MMN in
