@@ -65,14 +65,17 @@ def _load(config: str | None, overrides: dict) -> TrainConfig:
 @click.command("train")
 @click.option("--config", "config", type=click.Path(dir_okay=False), help="YAML recipe (configs/*.yaml)")
 @click.option("--resume", is_flag=True, help="continue the run from its last.pt after a kill")
+@click.option("--extend-epochs", is_flag=True,
+              help="with --resume: allow more --epochs than the run was started with (stretches the "
+                   "learning-rate schedule, so the run no longer equals an uninterrupted one)")
 @config_options
-def train_cmd(config, resume, **overrides):
+def train_cmd(config, resume, extend_epochs, **overrides):
     """Train a backbone + TFAM + GIRL into artifacts/runs/<recipe>/."""
     from piumr_skel.train import DivergenceError, RunExistsError, train
 
     cfg = _load(config, overrides)
     try:
-        run_dir = train(cfg, resume=resume, echo=click.echo)
+        run_dir = train(cfg, resume=resume, echo=click.echo, extend_epochs=extend_epochs)
     except (RunExistsError, FileNotFoundError, ValueError) as err:
         raise click.ClickException(str(err)) from None
     except DivergenceError as err:

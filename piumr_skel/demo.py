@@ -51,20 +51,21 @@ def run_demo(out: Path, *, epochs: int | None = None, device: str = "auto", seed
              preset: str = "demo", echo: Callable[[str], None] = print) -> dict:
     """Generate → train → evaluate on unseen subjects; returns the test metrics (eval_test.json).
 
-    Each preset keeps its store and run under out/<preset>/, so a second call reuses the store and
-    resumes (or just re-evaluates) the run instead of starting again.
+    Each (preset, seed) keeps its store under out/<preset>/seed<seed>/ and each epoch count its own
+    run folder there, so a second call with the same settings reuses the store and resumes (or just
+    re-evaluates) the run, and other settings never report an earlier demo's numbers.
     """
     from .evaluate import evaluate_run
     from .metrics import format_metrics_table
     from .synth import SynthConfig, generate_store
-    from .train import train
+    from .train import run_dir_for, train
 
     if preset not in PRESETS:
         raise ValueError(f"unknown demo preset {preset!r}; choices: {', '.join(PRESETS)}")
     spec = PRESETS[preset]
     t0 = time.perf_counter()
     out = Path(out)
-    work = out / preset
+    work = out / preset / f"seed{seed}"  # the seed draws the synthetic people too
     store_dir = work / "store"
     labels, class_names = work / "labels.txt", work / "label_name.txt"
     if (store_dir / "store.json").exists() and labels.is_file() and class_names.is_file():
@@ -79,9 +80,11 @@ def run_demo(out: Path, *, epochs: int | None = None, device: str = "auto", seed
                   name="demo_stgcn_j-tfam-girl_xsub")
     if epochs is not None:
         recipe["epochs"] = epochs
+    recipe["name"] += f"_{recipe['epochs']}e"
     cfg = make_config(recipe, source=f"demo preset {preset!r}")
+    resume = (run_dir_for(cfg) / "last.pt").is_file()  # same settings as before: finish or re-evaluate
     echo(f"[2/3] training {cfg.backbone} + TFAM + GIRL on the training subjects ({cfg.epochs} epochs) ...")
-    run_dir = train(cfg, resume=True, echo=echo)
+    run_dir = train(cfg, resume=resume, echo=echo)
     echo("[3/3] evaluating on held-out subjects (never seen in training) ...")
     result = evaluate_run(run_dir, split="test", device=device, quiet=True)
     echo("")

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from . import engine
 from .config import TrainConfig, save_config
+from .runguard import guard_run, release_run
 
 log = logging.getLogger("piumr.train")
 
@@ -180,7 +181,8 @@ def run_dir_for(cfg: TrainConfig) -> Path:
     return Path(cfg.out_dir) / cfg.recipe_name()
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, echo: Callable[[str], None] = print) -> Path:
+def train(cfg: TrainConfig, *, resume: bool = False, echo: Callable[[str], None] = print,
+          extend_epochs: bool = False) -> Path:
     """Train one recipe into artifacts/runs/<recipe>/ and return that folder.
 
     Resuming continues from last.pt; because every epoch reseeds from (seed, epoch) and the data
@@ -189,9 +191,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, echo: Callable[[str], None]
     """
     device = engine.resolve_device(cfg.device)
     dist_ = engine.init_distributed(device)
-    try:
+    try:  # the guard checks the options against the run's own and locks the folder, writing nothing
+        guard_run(cfg, run_dir_for(cfg), resume=resume, extend_epochs=extend_epochs, lock=dist_.main)
         return _train(cfg, dist_, device, resume, echo)
     finally:
+        release_run(run_dir_for(cfg))
         _close_logging()
         engine.close_distributed(dist_)
 

@@ -98,6 +98,13 @@ def _hold_store(env: Env, mp: pytest.MonkeyPatch, stack: contextlib.ExitStack) -
     stack.enter_context(writer_lock(env.root / "busy"))  # as a running `piumr extract` would
 
 
+def _hold_run(env: Env, mp: pytest.MonkeyPatch, stack: contextlib.ExitStack) -> None:
+    from piumr_skel.runguard import LOCK_FILE
+    from pose_extract.locking import exclusive_lock
+
+    stack.enter_context(exclusive_lock(env.run / LOCK_FILE, "a running training"))
+
+
 def _other_settings(env: Env, mp: pytest.MonkeyPatch, stack: contextlib.ExitStack) -> None:
     from pose_extract import StoreWriter
 
@@ -115,10 +122,23 @@ def _no_run_folder(name: str) -> Callable[[Env], None]:
 
 
 CASES = [
-    Case("train: --store missing", lambda e: ["train", "--store", str(e.root / "nope"), *e.train]),
-    Case("train: --store is not a store", lambda e: ["train", "--store", str(e.root / "plain"), *e.train]),
-    Case("train: corrupt store.json", lambda e: ["train", "--store", str(e.root / "badjson"), *e.train]),
-    Case("train: truncated clips Parquet file", lambda e: ["train", "--store", str(e.root / "trunc"), *e.train]),
+    Case("train: --store missing", lambda e: ["train", "--store", str(e.root / "nope"), *e.train],
+         check=_no_run_folder("run")),
+    Case("train: --store is not a store", lambda e: ["train", "--store", str(e.root / "plain"), *e.train],
+         check=_no_run_folder("run")),
+    Case("train: corrupt store.json", lambda e: ["train", "--store", str(e.root / "badjson"), *e.train],
+         check=_no_run_folder("run")),
+    Case("train: truncated clips Parquet file", lambda e: ["train", "--store", str(e.root / "trunc"), *e.train],
+         check=_no_run_folder("run")),
+    Case("train: --resume with another --seed",
+         lambda e: ["train", "--store", str(e.store), *e.train, "--out-dir", str(e.run.parent), "--resume",
+                    "--seed", "8"]),
+    Case("train: --resume with more --epochs",
+         lambda e: ["train", "--store", str(e.store), *e.train, "--out-dir", str(e.run.parent), "--resume",
+                    "--epochs", "3"]),
+    Case("train: into a run folder another training uses",
+         lambda e: ["train", "--store", str(e.store), *e.train, "--out-dir", str(e.run.parent), "--resume"],
+         setup=_hold_run),
     Case("train: --device cuda without CUDA",
          lambda e: ["train", "--store", str(e.store), *e.train, "--device", "cuda"], setup=_no_cuda),
     Case("train: --num-workers -1", lambda e: ["train", "--store", str(e.store), *e.train, "--num-workers", "-1"]),

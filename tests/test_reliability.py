@@ -150,3 +150,90 @@ def test_merge_into_a_store_being_written_is_refused(tmp_path: Path) -> None:
         with pytest.raises(LockBusyError, match=r"keypoint store .*m is in use by pid \d+ on host"):
             merge_stores(tmp_path / "m", [a])
     assert merge_stores(tmp_path / "m", [a]) == tmp_path / "m"  # free again once released
+
+
+# ---------------------------------------------------------------------------- run folder guard
+
+
+@pytest.fixture()
+def trained(tiny_recipe_factory):
+    """A finished 1-epoch tiny run: (recipe, run folder)."""
+    from piumr_skel.config import make_config
+    from piumr_skel.train import train
+
+    recipe = tiny_recipe_factory(name="guarded", girl=False)
+    return recipe, train(make_config(recipe), echo=lambda s: None)
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file() and p.name != ".train.lock"}
+
+
+def test_resume_with_another_seed_is_refused_before_anything_is_written(trained) -> None:
+    """Issue 10 item 1: --resume --seed 8 used to train on another split and overwrite config.yaml."""
+    from piumr_skel.config import make_config
+    from piumr_skel.runguard import RunGuardError
+    from piumr_skel.train import train
+
+    recipe, run = trained
+    before = _snapshot(run)
+    for change, key in (({"seed": 8, "name": "guarded"}, "seed"), ({"base_channels": 8}, "base_channels"),
+                        ({"epochs": 2}, "epochs")):
+        with pytest.raises(RunGuardError, match=rf"{key}: .* there, .* now"):
+            train(make_config({**recipe, **change}), resume=True, echo=lambda s: None)
+        assert _snapshot(run) == before, f"a refused resume ({change}) wrote into the run folder"
+
+
+def test_resume_may_change_workers_and_device_and_extend_epochs_explicitly(trained) -> None:
+    from piumr_skel.config import make_config
+    from piumr_skel.train import train
+
+    recipe, run = trained
+    said: list[str] = []
+    train(make_config({**recipe, "num_workers": 1, "device": "cpu"}), resume=True, echo=said.append)
+    assert any("resumed" in s for s in said)
+    train(make_config({**recipe, "epochs": 2}), resume=True, extend_epochs=True, echo=lambda s: None)
+    import torch
+
+    assert torch.load(run / "last.pt", weights_only=False)["epoch"] == 2
+
+
+def test_two_trainings_into_one_run_folder_refuse(trained) -> None:
+    """Issue 10 item 5: the second `piumr train` into a folder another one trains in stops at once."""
+    from piumr_skel.config import make_config
+    from piumr_skel.runguard import LOCK_FILE, RunGuardError
+    from piumr_skel.train import train
+    from pose_extract.locking import exclusive_lock
+
+    recipe, run = trained
+    with exclusive_lock(run / LOCK_FILE, "a running training"):
+        with pytest.raises(RunGuardError, match=r"run folder .*guarded is in use by pid \d+ on host"):
+            train(make_config(recipe), resume=True, echo=lambda s: None)
+    train(make_config(recipe), resume=True, echo=lambda s: None)  # free again
+
+
+def test_failed_train_on_a_bad_store_leaves_no_run_folder(tiny_recipe_factory, tmp_path: Path) -> None:
+    from piumr_skel.config import make_config
+    from piumr_skel.train import train
+    from pose_extract import StoreError
+
+    recipe = {**tiny_recipe_factory(name="never", girl=False), "store": str(tmp_path / "nope")}
+    with pytest.raises(StoreError, match="not found"):
+        train(make_config(recipe), echo=lambda s: None)
+    assert not (Path(recipe["out_dir"]) / "never").exists()
+
+
+@pytest.mark.slow
+def test_demo_with_another_seed_does_not_report_the_first_demo(tmp_path: Path) -> None:
+    """Issue 10 item 1: `piumr demo --seed 1` after a first demo printed the first demo's numbers."""
+    from piumr_skel.demo import run_demo
+
+    said: list[str] = []
+    first = run_demo(tmp_path, preset="quick", device="cpu", seed=0, echo=said.append)
+    assert not any("--resume" in s for s in said), said
+    said.clear()
+    second = run_demo(tmp_path, preset="quick", device="cpu", seed=1, echo=said.append)
+    assert not any("resume" in s for s in said), said
+    assert first["checkpoint"] != second["checkpoint"]
+    assert "seed1" in second["checkpoint"]
