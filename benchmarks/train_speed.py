@@ -13,8 +13,8 @@ fixed batch:
   unit, residuals, edge importance), the same widths and graph as ours, cross-entropy;
 * `erm`: our `stgcn` in `Recognizer`, cross-entropy;
 * `tfam`, `girl`, `full`: ours with TFAM (placed as the trainer places it), with GIRL, with both,
-  built by `piumr_skel.train.build_model` / `build_girl` from a `TrainConfig` and losses combined
-  as `piumr_skel.train.train` combines them.
+  built by `piumr_skel.build.build_model` / `build_loss` from a `TrainConfig`; the loss is the
+  trainer's own objective (`piumr_skel.losses.TrainLoss`).
 
 After warm-up steps, each round runs every variant once, in an order rotated from round to round
 (ABCDE, BCDEA, ...), so machine load and caches hit all variants alike; medians are reported.
@@ -39,7 +39,8 @@ from piumr_skel import engine
 from piumr_skel.config import TrainConfig
 from piumr_skel.graph import Graph
 from piumr_skel.layouts import get_layout
-from piumr_skel.train import build_girl, build_model
+from piumr_skel.build import build_loss, build_model
+from piumr_skel.losses import Batch, TrainLoss
 
 TARGET_RATIO = 1.0       # ours / reference samples per second
 TARGET_OVERHEAD = 1.25   # full / ERM step time
@@ -187,8 +188,10 @@ def build_steps(x: torch.Tensor, y: torch.Tensor, *, base_channels: int, num_cla
             steps.append(Step(name, model, _reference_step(model, _optimizer(model, cfg), x, y, device, amp)))
         else:
             model = build_model(cfg, num_classes, layout).to(device)
-            girl = build_girl(cfg) if cfg.girl else None
-            steps.append(Step(name, model, _our_step(model, girl, _optimizer(model, cfg), cfg, x, y, device, amp)))
+            objective = build_loss(cfg, num_groups=cfg.girl_num_groups)
+            if objective.girl is not None:
+                objective.girl.to(device)
+            steps.append(Step(name, model, _our_step(model, objective, _optimizer(model, cfg), x, y, device, amp)))
     return steps
 
 
@@ -204,21 +207,20 @@ def _reference_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tenso
     return run
 
 
-def _our_step(model: nn.Module, girl: nn.Module | None, opt: torch.optim.Optimizer, cfg: TrainConfig,
+def _our_step(model: nn.Module, objective: TrainLoss, opt: torch.optim.Optimizer,
               x: torch.Tensor, y: torch.Tensor, device: torch.device, amp: bool) -> Callable[[], None]:
-    """The body of the trainer's inner loop (piumr_skel.train.train), minus logging."""
-    from piumr_skel.girl import style_descriptor
+    """The body of the trainer's inner loop (piumr_skel.train), with the trainer's own objective
+    (`piumr_skel.losses.TrainLoss`), minus logging. GIRL v2's epoch groups: a fixed balanced split
+    of the batch, with the variance term at full weight (past the ramp)."""
+    n = y.shape[0]
+    batch = Batch(x=x, y=y, index=torch.arange(n), subject=torch.arange(n, device=y.device) % 4,
+                  group=torch.arange(n, device=y.device) % objective.cfg.girl_num_groups)
+    late_epoch = float(objective.cfg.epochs - 1)
 
     def run() -> None:
         with engine.autocast(device, amp):
-            logits, feats, aux = model(x)
-        logits = logits.float()
-        if girl is not None:
-            loss, _ = girl(logits, y, style_descriptor(feats.float()))
-        else:
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-        if aux:
-            loss = loss + cfg.lambda_w * aux["wasserstein"].float() + cfg.lambda_c * aux["consistency"].float()
+            outputs = model(batch.x)
+        loss, _ = objective(outputs, batch, late_epoch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .config import ConfigError, TrainConfig, load_config, make_config
+from .checkpoint import CheckpointError, find_checkpoint, read_checkpoint
+from .config import ConfigError, TrainConfig, load_saved_config, saved_config
 from .labels import BODY_CLASSES, NUM_ACTIONS, body_of_action
-from .metrics import (METRIC_ORDER, format_metrics_table, ma52_metrics, per_body_accuracy, per_class_accuracy,
-                      subject_robustness)
+from .metrics import (METRIC_ORDER, format_metrics_table, per_body_accuracy, per_class_accuracy,
+                      score_split)
 
 SPLITS = ("train", "val", "test")
 # Below this many discordant pairs the chi-square approximation is poor; the usual rule of thumb
@@ -84,28 +85,19 @@ class RunOutputs:
     notes: list[str] = field(default_factory=list)
 
 
-def _find_checkpoint(run: Path) -> Path | None:
-    for name in ("best.pt", "last.pt"):
-        if (run / name).is_file():
-            return run / name
-    return None
-
-
 def _read_checkpoint(path: Path) -> dict:
-    import torch  # lazy: comparing fabricated or copied eval outputs needs no torch
-
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "piumr-checkpoint-1":
-        raise CompareError(f"{path}: not a piumr checkpoint")
-    return ckpt
+    try:
+        return read_checkpoint(path)
+    except CheckpointError as err:
+        raise CompareError(str(err)) from None
 
 
 def _run_config(run: Path, ckpt: dict | None) -> TrainConfig:
     try:
         if (run / "config.yaml").is_file():
-            return load_config(run / "config.yaml")
+            return load_saved_config(run / "config.yaml")
         if ckpt is not None:
-            return make_config(ckpt["config"], source=f"{run} checkpoint")
+            return saved_config(ckpt["config"], source=f"{run} checkpoint")
     except ConfigError as err:
         raise CompareError(f"run {run}: {err}") from None
     raise CompareError(f"{run}: neither config.yaml nor a checkpoint (best.pt / last.pt); is this a run folder?")
@@ -182,7 +174,7 @@ def load_run(run: str | Path, split: str = "val", *, name: str | None = None, de
     run = Path(run)
     if not run.is_dir():
         raise CompareError(f"{run}: not a run folder")
-    ckpt_path = _find_checkpoint(run)
+    ckpt_path = find_checkpoint(run)
     ckpt = _read_checkpoint(ckpt_path) if ckpt_path else None
     cfg = _run_config(run, ckpt)
     if ckpt is not None:
@@ -219,10 +211,10 @@ def load_run(run: str | Path, split: str = "val", *, name: str | None = None, de
 
 # ----------------------------------------------------------------------------- compatibility
 def _split_settings(cfg: TrainConfig) -> dict[str, object]:
-    """The config fields that decide the split: fold and seed only matter for the xsub protocol."""
+    """The config fields that decide the split: fold and split seed only matter for the xsub protocol."""
     out: dict[str, object] = {"split": cfg.split}
     if cfg.split == "xsub":
-        out.update(fold=cfg.fold, folds=cfg.folds, seed=cfg.seed)
+        out.update(fold=cfg.fold, folds=cfg.folds, split_seed=cfg.split_seed)
     return out
 
 
@@ -346,13 +338,6 @@ def late_fusion(scores: Sequence[np.ndarray]) -> np.ndarray:
     return np.mean(np.stack(scores), axis=0)
 
 
-def run_metrics(scores: np.ndarray, labels: np.ndarray, subjects: np.ndarray) -> dict[str, float]:
-    """Every official MA-52 metric plus the person-level robustness figures, percent; scores (N, K)."""
-    out = dict(ma52_metrics(scores, labels))
-    out.update(subject_robustness(scores.argmax(1) == labels, subjects))
-    return out
-
-
 # ----------------------------------------------------------------------------- the report
 @dataclass
 class CompareReport:
@@ -440,7 +425,8 @@ def compare_runs(runs: Sequence[str | Path], out_dir: str | Path, *, split: str 
         fusion_name = "late fusion: " + " + ".join(fused_members)
         rows[fusion_name] = late_fusion([al.scores[i] for i in members])
 
-    metrics = {name: {**run_metrics(s, al.labels, al.subjects), "clips": n_clips} for name, s in rows.items()}
+    metrics = {name: {**score_split(s, al.labels, al.subjects, class_names=class_names), "clips": n_clips}
+               for name, s in rows.items()}
     protocols = {r.config.split for r in loaded}
     if published is None:
         published = protocols == {"official"}

@@ -17,7 +17,11 @@ from pydantic.dataclasses import dataclass
 
 Protocol = Literal["official", "xsub", "file"]
 Stream = Literal["joint", "bone", "joint_motion", "bone_motion"]
-Grouping = Literal["kmeans", "subject", "random"]
+# GIRL groupings: v1 clusters each batch ("kmeans" on feature statistics); v2 groups the whole
+# training set once per epoch ("input": person-style descriptors of the skeleton; "features":
+# backbone feature statistics). "subject" (true person ids) and "random" exist in both.
+Grouping = Literal["input", "features", "kmeans", "subject", "random"]
+GROUPINGS_BY_VERSION = {1: ("kmeans", "subject", "random"), 2: ("input", "features", "subject", "random")}
 
 
 class ConfigError(ValueError):
@@ -37,6 +41,7 @@ class TrainConfig:
     fold: int = 0
     folds: int = 5
     split_file: Optional[str] = None
+    split_seed: int = 0                  # seed of the xsub folds: fixed while --seed varies the run
     layout: str = "mp_holistic"
     stream: Stream = "joint"
     clip_len: Optional[int] = None       # T frames per clip (skeleton, default 64) / segments (rgb, default 8)
@@ -70,13 +75,18 @@ class TrainConfig:
     lambda_c: float = 0.1
     # --- GIRL
     girl: bool = True
-    girl_groups: Grouping = "kmeans"
-    girl_num_groups: int = 4
+    girl_version: Literal[1, 2] = 2
+    girl_groups: Grouping = "input"
+    girl_num_groups: int = 8
     girl_tau: float = 1.0
+    girl_beta: float = 1.0               # v2: a boundary case weighs at most (1 + beta) times another
     girl_lambda_var: float = 1.0
-    girl_eta: float = 0.0
+    girl_eta: float = 0.0                # weight of the online GroupDRO term (v2) / of max_g R_g (v1)
+    girl_eta_q: float = 0.01             # v2: step size of the GroupDRO group weights
     girl_warmup: Optional[int] = None    # epochs of plain CE first; default: min(5, 10% of epochs)
-    girl_ramp: int = 0                   # epochs over which the loss moves linearly from CE to GIRL; 0 = switch
+    girl_ramp: Optional[int] = None      # v1: epochs blending CE into GIRL (default 0); v2: epochs over
+                                         # which lambda_var rises from 0 (default 20% of the epochs)
+    aug_person: bool = False             # person-style augmentation: limb lengths, tempo, amplitude, posture
     # --- optimisation
     epochs: int = 80
     batch_size: int = 128
@@ -94,6 +104,7 @@ class TrainConfig:
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
     amp: bool = True                     # bf16 autocast on CUDA; ignored on CPU
     eval_every: int = 1
+    plot_every: int = 0                  # redraw curves.png every N epochs; 0 = only at the end
     max_steps_per_epoch: Optional[int] = None   # for smoke tests and benchmarks
 
     # derived -----------------------------------------------------------------
@@ -117,6 +128,12 @@ class TrainConfig:
         if self.girl_warmup is not None:
             return self.girl_warmup
         return min(5, max(1, round(0.1 * self.epochs))) if self.epochs > 1 else 0
+
+    @property
+    def girl_ramp_epochs(self) -> int:
+        if self.girl_ramp is not None:
+            return self.girl_ramp
+        return 0 if self.girl_version == 1 else max(1, round(0.2 * self.epochs))
 
     def recipe_name(self) -> str:
         """PYSKL-style recipe name: backbone_stream-variant_split."""
@@ -184,6 +201,9 @@ def _check_ranges(cfg: TrainConfig, source: str) -> None:
             problems.append(f"{key}: must be >= 1 (got {getattr(cfg, key)})")
     if not 0 <= cfg.fold < cfg.folds:
         problems.append(f"fold: must be in 0..{cfg.folds - 1} (got {cfg.fold})")
+    if cfg.girl_groups not in GROUPINGS_BY_VERSION[cfg.girl_version]:
+        problems.append(f"girl_groups: {cfg.girl_groups!r} is not a GIRL v{cfg.girl_version} grouping; choices: "
+                        f"{', '.join(GROUPINGS_BY_VERSION[cfg.girl_version])}")
     if cfg.split == "file" and not cfg.split_file:
         problems.append("split_file: required with split = file")
     for key in ("tfam_p", "aug_flip", "aug_crop"):
@@ -198,6 +218,7 @@ def _check_ranges(cfg: TrainConfig, source: str) -> None:
         if value is not None and not (value > 0 and math.isfinite(value)):
             problems.append(f"{key}: must be a finite number > 0 (got {value})")
     for key in ("weight_decay", "grad_clip", "lambda_w", "lambda_c", "girl_lambda_var", "girl_eta",
+                "girl_beta", "girl_eta_q", "plot_every", "split_seed",
                 "tfam_alpha", "aug_rotate", "warmup_epochs", "girl_warmup", "girl_ramp", "seed",
                 "num_workers"):
         value = getattr(cfg, key)
@@ -238,6 +259,26 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
         source = str(path)
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return make_config(values, source)
+
+
+# Keys added since the first saved runs, with the value that reproduces what those runs did.
+_LEGACY = {"girl_version": 1, "girl_ramp": 0}
+
+
+def saved_config(values: dict[str, Any], source: str) -> TrainConfig:
+    """The config of a saved run (config.yaml or a checkpoint's "config"), read so that a run made
+    before a key existed keeps meaning what it did: GIRL v1, and folds drawn from its seed."""
+    values = dict(values)
+    if "girl_version" not in values:
+        values.update({k: v for k, v in _LEGACY.items() if k not in values or values[k] is None})
+        values.setdefault("girl_num_groups", 4)
+    values.setdefault("split_seed", values.get("seed", 0))
+    return make_config(values, source)
+
+
+def load_saved_config(path: str | Path) -> TrainConfig:
+    """`saved_config` of a run's config.yaml."""
+    return saved_config(read_yaml_mapping(path), str(path))
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:

@@ -485,6 +485,12 @@ class SkeletonDataset(Dataset):
         self.seed = int(seed)
         self.epoch = 0
 
+    def eval_view(self) -> "SkeletonDataset":
+        """The same clips without augmentation, one deterministic clip each (e.g. for a pass over
+        the training set)."""
+        return SkeletonDataset(self.cache, self.clip_ids, self.labels, self.subjects, T=self.T, stream=self.stream,
+                               train=False, num_clips=1, seed=self.seed, layout=self.layout)
+
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose random draws __getitem__ makes (call before making a loader)."""
         self.epoch = int(epoch)

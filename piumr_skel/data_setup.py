@@ -2,16 +2,34 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .config import TrainConfig
 
-if TYPE_CHECKING:
-    from .train import RunData
+
+@dataclass
+class RunData:
+    """Datasets of one run and what is needed to report on them."""
+
+    datasets: dict[str, Any]                   # split -> dataset (train, val, maybe test)
+    clip_ids: dict[str, list[str]]             # split -> clip ids, in dataset order
+    labels: dict[str, np.ndarray]              # split -> labels, in dataset order
+    subjects: dict[str, np.ndarray]            # split -> subject ids (str), in dataset order
+    class_names: list[str]
+    split: dict[str, list[str]]
+    layout: Any = None
+    report: list[str] = field(default_factory=list)
+
+
+def subject_codes(subjects: np.ndarray) -> np.ndarray:
+    """Subject ids (str) -> contiguous int64 codes 0..S-1, in sorted order of the ids."""
+    _, codes = np.unique(np.asarray(subjects).astype(str), return_inverse=True)
+    return codes.reshape(-1).astype(np.int64)
 
 MA52_LISTS = {"train": "train_list_videos.txt", "val": "val_list_videos.txt", "test": "test_list_videos.txt"}
 
@@ -36,10 +54,30 @@ def _read_all_labels(cfg: TrainConfig) -> tuple[pd.DataFrame, dict[str, pd.DataF
     return read_labels(path), None
 
 
-def class_names_for(cfg: TrainConfig) -> list[str]:
+CLASS_NAMES_FILE = "label_name.txt"  # what the importers write beside their labels.csv
+
+
+def class_names_for(cfg: TrainConfig, labels: pd.DataFrame | None = None, lists: dict | None = None) -> list[str]:
+    """The class set: --class-names; else the label_name.txt beside the labels file (the importers
+    write one); else MA-52's names when the labels are MA-52 lists; else generic names 0..K-1
+    with K = the largest label + 1. A label outside the names is an error (in the caller)."""
     from .labels import MA52_CLASSES, read_class_names
 
-    return read_class_names(cfg.class_names) if cfg.class_names else list(MA52_CLASSES)
+    if cfg.class_names:
+        return read_class_names(cfg.class_names)
+    path = Path(cfg.labels) if cfg.labels else None
+    if path is not None and path.is_file() and (path.parent / CLASS_NAMES_FILE).is_file():
+        return read_class_names(path.parent / CLASS_NAMES_FILE)
+    if lists is not None or path is None or path.suffix != ".csv":
+        return list(MA52_CLASSES)
+    if labels is None:
+        from .labels import read_labels
+
+        labels = read_labels(path)
+    k = int(labels["label"].max()) + 1
+    if k == len(MA52_CLASSES):
+        return list(MA52_CLASSES)
+    return [str(i) for i in range(k)]
 
 
 def default_cache_dir(cfg: TrainConfig) -> Path:
@@ -70,21 +108,20 @@ def _build_cache_once(cache_cls, store, layout, cache_dir: Path):
     return cache_cls.build(store, layout, cache_dir)
 
 
-def load_labelled_clips(cfg: TrainConfig, run_dir: Path | None, splits: tuple[str, ...],
-                        test_list: str | None = None) -> "RunData":
+def load_run_data(cfg: TrainConfig, run_dir: Path | None, splits: tuple[str, ...] = ("train", "val"),
+                  test_list: str | None = None) -> RunData:
     """Datasets for `splits` under the config's protocol; writes the split files into run_dir.
 
     `test_list` (predict) replaces the test split by every clip of that list, labels ignored.
     """
     from .labels import match_store, read_labels
     from .splits import make_split, write_split
-    from .train import RunData
 
     if cfg.store is None:
         raise ValueError("no store given: pass --store (a keypoint store from `piumr extract`, "
                          "or a video folder with --modality rgb)")
-    class_names = class_names_for(cfg)
     labels, lists = _read_all_labels(cfg)
+    class_names = class_names_for(cfg, labels, lists)
     bad = labels[(labels["label"] < 0) | (labels["label"] >= len(class_names))]
     if len(bad):
         raise ValueError(f"{cfg.labels}: {len(bad)} labels outside 0..{len(class_names) - 1} "
@@ -93,11 +130,11 @@ def load_labelled_clips(cfg: TrainConfig, run_dir: Path | None, splits: tuple[st
     report: list[str] = []
     if cfg.split == "official" and lists is None:
         raise ValueError("--split official needs --labels to be the folder holding MA-52's three list files")
-    split = make_split(cfg.split, labels, fold=cfg.fold, folds=cfg.folds, seed=cfg.seed,
+    split = make_split(cfg.split, labels, fold=cfg.fold, folds=cfg.folds, seed=cfg.split_seed,
                        split_file=cfg.split_file, lists=lists)
     if run_dir is not None:
         write_split(run_dir / "split", split, meta={"protocol": cfg.split, "fold": cfg.fold,
-                                                    "folds": cfg.folds, "seed": cfg.seed})
+                                                    "folds": cfg.folds, "seed": cfg.split_seed})
     table = pd.concat([labels] + ([lists["test"]] if lists and "test" in lists else []),
                       ignore_index=True).drop_duplicates("clip_id").set_index("clip_id")
     if test_list is not None:

@@ -10,43 +10,40 @@ import pandas as pd
 import torch
 
 from . import engine
-from .config import TrainConfig, make_config
-
-
-def resolve_checkpoint(run_or_ckpt: str | Path) -> Path:
-    """A run folder (best.pt, else last.pt) or a checkpoint file; a clear error otherwise."""
-    path = Path(run_or_ckpt)
-    if path.is_dir():
-        for name in ("best.pt", "last.pt"):
-            if (path / name).is_file():
-                return path / name
-        raise FileNotFoundError(f"{path}: no best.pt or last.pt in this run folder")
-    if path.is_file():
-        return path
-    raise FileNotFoundError(f"{path}: no such run folder or checkpoint")
+from .build import build_model
+from .checkpoint import check_layout, read_checkpoint, resolve_checkpoint
+from .config import TrainConfig, make_config, saved_config
 
 
 def load_checkpoint(run_or_ckpt: str | Path, device: str | torch.device = "cpu"):
     """-> (config, model on device in eval mode, checkpoint dict). Needs nothing but the checkpoint."""
-    from .train import build_model
-
     path = resolve_checkpoint(run_or_ckpt)
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "piumr-checkpoint-1":
-        raise ValueError(f"{path}: not a piumr checkpoint")
-    cfg = make_config(ckpt["config"], source=str(path))
+    ckpt = read_checkpoint(path)
+    cfg = saved_config(ckpt["config"], source=str(path))
     layout = None
     if cfg.modality == "skeleton":
         from .layouts import get_layout
 
         layout = get_layout(cfg.layout)
-        if ckpt.get("layout") and list(layout.joints) != ckpt["layout"]["joints"]:
-            raise ValueError(f"{path}: layout {cfg.layout!r} in this version of piumr differs from the "
-                             f"one the checkpoint was trained with")
+        check_layout(ckpt, layout, path)
     model = build_model(cfg, len(ckpt["class_names"]), layout)
     model.load_state_dict(ckpt["model"])
     model.to(device).eval()
     return cfg, model, ckpt
+
+
+@torch.no_grad()
+def predict_scores(model: torch.nn.Module, loader, device: torch.device, amp: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax scores (averaged over test clips by the model's `predict_proba`) -> (scores (N, K),
+    dataset indices (N,))."""
+    model.eval()
+    all_scores, all_idx = [], []
+    for x, _, idx in loader:
+        with engine.autocast(device, amp):
+            probs = model.predict_proba(x.to(device, non_blocking=True))
+        all_scores.append(probs.float().cpu().numpy())
+        all_idx.append(idx.numpy())
+    return np.concatenate(all_scores), np.concatenate(all_idx)
 
 
 def _with_overrides(cfg: TrainConfig, **overrides: Any) -> TrainConfig:
@@ -61,8 +58,9 @@ def evaluate_run(run_or_ckpt: str | Path, *, split: str = "val", device: str = "
     """Score a split with a trained checkpoint; writes eval_<split>.json/.md, per-subject CSV and a confusion matrix."""
     from .metrics import format_metrics_table
     from .plots import plot_confusion_matrix
-    from .train import load_run_data, predict_scores, score_split
     from .data import make_loader
+    from .data_setup import load_run_data
+    from .metrics import score_split
 
     dev = engine.resolve_device(device)
     ckpt_path = resolve_checkpoint(run_or_ckpt)
@@ -79,7 +77,7 @@ def evaluate_run(run_or_ckpt: str | Path, *, split: str = "val", device: str = "
     if split == "test" and (gt == 0).all():
         raise ValueError("the test labels are all 0 (hidden, as in MA-52's official test list): "
                          "use `piumr predict` to write a Codabench submission instead")
-    metrics = score_split(scores, gt, subjects)
+    metrics = score_split(scores, gt, subjects, class_names=ckpt["class_names"])
     out = Path(out_dir) if out_dir else ckpt_path.parent
     out.mkdir(parents=True, exist_ok=True)
     clip_ids = np.asarray(data.clip_ids[split])[idx]
@@ -122,8 +120,8 @@ def predict_run(run_or_ckpt: str | Path, *, out: str | Path, store: str | None =
     ranked by summed action scores), see `write_codabench`.
     """
     from .metrics import BODY_FROM, write_codabench
-    from .train import load_run_data, predict_scores
     from .data import make_loader
+    from .data_setup import load_run_data
 
     if body_from not in BODY_FROM:
         raise ValueError(f"body_from must be one of {BODY_FROM}, got {body_from!r}")

@@ -1,5 +1,9 @@
 """GIRL, the Group-Invariant Regularized Loss: margin-weighted risks of style pseudo-groups with a
 penalty on their spread (docs/METHOD.md, our reconstruction of PIUmr's loss).
+
+Two versions: `GIRLoss` (v1: per-batch k-means, softmax boundary weights) and `GIRLossV2` (v2:
+groups fixed over an epoch from person-style descriptors of the whole training set, bounded
+near-boundary weights, an annealed variance term, an optional online GroupDRO term).
 """
 from __future__ import annotations
 
@@ -11,11 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["GIRLoss", "style_descriptor", "kmeans", "merge_small_groups", "group_softmax", "margins",
+__all__ = ["GIRLoss", "GIRLossV2", "boundary_weights", "assign_epoch_groups", "input_descriptors",
+           "style_descriptor", "kmeans", "merge_small_groups", "group_softmax", "margins",
            "pairwise_variance"]
 
 Grouping = Literal["kmeans", "subject", "random"]
-GROUPINGS = ("kmeans", "subject", "random")
+GROUPINGS = ("kmeans", "subject", "random")           # v1, per batch
+GROUPINGS_V2 = ("input", "features", "subject", "random")  # v2, per epoch over the training set
 
 
 def style_descriptor(feats: Tensor) -> Tensor:
@@ -153,8 +159,8 @@ class GIRLoss(nn.Module):
        weights detached: samples near or across the decision boundary dominate.
     3. V = 1/(2G²) Σ_{g,g'} (R_g − R_g')², the population variance of the group risks.
 
-    Warm-up is the trainer's job: it passes `use_girl=False` for the first E_w epochs, which gives
-    the plain mean cross-entropy (and no clustering of still-random features).
+    Warm-up is the trainer's job: it uses plain cross-entropy for the first E_w epochs (no
+    clustering of still-random features).
     """
 
     def __init__(self, num_groups: int = 4, tau: float = 1.0, lambda_var: float = 1.0,
@@ -200,12 +206,11 @@ class GIRLoss(nn.Module):
 
     def forward(self, logits: Tensor, target: Tensor, style: Tensor,
                 subject: Sequence | Tensor | np.ndarray | None = None,
-                generator: torch.Generator | None = None, use_girl: bool = True
-                ) -> tuple[Tensor, dict]:
+                generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
         """logits (N, K), target (N,), style (N, D) -> (loss, stats).
 
-        stats (Python numbers, for logging): "ce" mean cross-entropy; with GIRL also
-        "group_sizes" (list[int]), "group_risks" (list[float]), "variance" V, "num_groups" G'.
+        stats (Python numbers, for logging): "ce" mean cross-entropy, "group_sizes" (list[int]),
+        "group_risks" (list[float]), "variance" V, "num_groups" G'.
         """
         if logits.dim() != 2 or target.shape != logits.shape[:1] or style.shape[0] != logits.shape[0]:
             raise ValueError(f"GIRLoss: expected logits (N, K), target (N,), style (N, D); got "
@@ -214,9 +219,6 @@ class GIRLoss(nn.Module):
             raise ValueError(f"GIRLoss: margins need at least 2 classes, got {logits.shape[1]}")
         logits = logits.float()
         ce = F.cross_entropy(logits, target, reduction="none")            # (N,)
-        if not use_girl:
-            loss = ce.mean()
-            return loss, {"ce": float(loss.detach())}
         groups = self.assign_groups(style, subject, generator)
         g = int(groups.max()) + 1
         with torch.no_grad():
@@ -238,3 +240,153 @@ class GIRLoss(nn.Module):
             "num_groups": g,
         }
         return loss, stats
+
+
+# ============================================================================== GIRL v2
+def boundary_weights(m: Tensor, groups: Tensor, num_groups: int, tau: float = 1.0, beta: float = 1.0) -> Tensor:
+    """Bounded near-boundary weights, detached: h_i = exp(−m_i² / (2 τ² s²)) with s the batch's
+    margin std, w_i = (1 + β h_i) / Σ_{j∈g} (1 + β h_j). (N,) margins, (N,) group ids -> (N,).
+
+    A sample on the boundary (m = 0) weighs at most (1 + β) times one far on either side, so a
+    group's risk can never collapse onto its one worst (often mislabelled) sample, as v1's did.
+    """
+    with torch.no_grad():
+        m = m.detach().float()
+        s = m.std(correction=0).clamp_min(1e-3) if m.numel() > 1 else m.new_tensor(1.0)
+        u = 1.0 + beta * torch.exp(-m.pow(2) / (2 * tau * tau * s * s))
+        denom = torch.zeros(num_groups, device=m.device, dtype=u.dtype).index_add_(0, groups, u)
+        return u / denom[groups]
+
+
+class GIRLossV2(nn.Module):
+    """GIRL v2: L = Σ_g (n_g/n) R_g + λ_V(t) · Var_g(R_g) + η · Σ_g q_g R_g over the batch's groups.
+
+    R_g = Σ_{i∈g} w_i ℓ_i with `boundary_weights`; the groups come from the trainer (fixed over
+    an epoch, `assign_epoch_groups`). The mean over groups is weighted by the batch's share of each
+    group, so with β = 0 and λ_V = η = 0 the loss is exactly the mean cross-entropy for any G (an
+    unweighted mean would up-weight small groups, which is GroupDRO's job, the η term's here).
+    V is the plain two-sided population variance over the groups with >= 2 samples in the batch,
+    as V-REx uses it; its weight λ_V(t) is set by the trainer (annealed from 0). The online
+    GroupDRO weights q (G,) follow q_g ← q_g · exp(η_q R_g), normalised, kept across steps (and
+    saved in the checkpoint through `state_dict`).
+    """
+
+    def __init__(self, num_groups: int, tau: float = 1.0, beta: float = 1.0, lambda_var: float = 1.0,
+                 eta: float = 0.0, eta_q: float = 0.01) -> None:
+        super().__init__()
+        if num_groups < 1:
+            raise ValueError(f"GIRLossV2: num_groups must be >= 1, got {num_groups}")
+        if tau <= 0:
+            raise ValueError(f"GIRLossV2: tau must be > 0, got {tau}")
+        if beta < 0:
+            raise ValueError(f"GIRLossV2: beta must be >= 0, got {beta}")
+        self.num_groups, self.tau, self.beta = num_groups, tau, beta
+        self.lambda_var, self.eta, self.eta_q = lambda_var, eta, eta_q
+        self.register_buffer("q", torch.full((num_groups,), 1.0 / num_groups))
+
+    def extra_repr(self) -> str:
+        return (f"num_groups={self.num_groups}, tau={self.tau}, beta={self.beta}, "
+                f"lambda_var={self.lambda_var}, eta={self.eta}, eta_q={self.eta_q}")
+
+    def reset_dro(self) -> None:
+        """Uniform GroupDRO weights (when the groups are redrawn, old weights mean nothing)."""
+        self.q.fill_(1.0 / self.num_groups)
+
+    def forward(self, logits: Tensor, target: Tensor, groups: Tensor, lambda_var: float | None = None
+                ) -> tuple[Tensor, dict]:
+        """logits (N, K), target (N,), groups (N,) long in 0..G-1 -> (loss, stats)."""
+        if logits.dim() != 2 or target.shape != logits.shape[:1] or groups.shape != target.shape:
+            raise ValueError(f"GIRLossV2: expected logits (N, K), target (N,), groups (N,); got "
+                             f"{tuple(logits.shape)}, {tuple(target.shape)}, {tuple(groups.shape)}")
+        if logits.shape[1] < 2:
+            raise ValueError(f"GIRLossV2: margins need at least 2 classes, got {logits.shape[1]}")
+        if int(groups.min()) < 0 or int(groups.max()) >= self.num_groups:
+            raise ValueError(f"GIRLossV2: group ids must be in 0..{self.num_groups - 1}")
+        lam = self.lambda_var if lambda_var is None else lambda_var
+        logits = logits.float()
+        g = self.num_groups
+        ce = F.cross_entropy(logits, target, reduction="none")                     # (N,)
+        w = boundary_weights(margins(logits.detach(), target), groups, g, self.tau, self.beta)
+        risks = torch.zeros(g, device=ce.device, dtype=ce.dtype).index_add(0, groups, w * ce)  # (G,)
+        counts = torch.bincount(groups, minlength=g)
+        share = counts.to(ce.dtype) / counts.sum()
+        loss = (share * risks).sum()
+        multi = counts >= 2
+        variance = risks[multi].var(correction=0) if int(multi.sum()) >= 2 else risks.sum() * 0.0
+        if lam:
+            loss = loss + lam * variance
+        if self.eta:
+            present = counts > 0
+            if self.training:
+                with torch.no_grad():
+                    q = self.q * torch.exp(self.eta_q * risks.detach() * present)
+                    self.q.copy_(q / q.sum())
+            loss = loss + self.eta * (self.q * risks * present).sum() / (self.q * present).sum()
+        stats = {"ce": float(ce.detach().mean()), "variance": float(variance.detach()),
+                 "num_groups": int((counts > 0).sum()), "lambda_var": float(lam)}
+        return loss, stats
+
+
+# ------------------------------------------------------------------ person-style descriptors
+def input_descriptors(clips: Sequence[np.ndarray], layout) -> np.ndarray:
+    """Person-style descriptor of each normalised clip (T, V, 3), from the skeleton itself.
+
+    What differs between people rather than between actions: bone lengths (physique, median over
+    time), the rest posture (median joint positions), and per body part the mean speed, the
+    dominant temporal frequency (tempo) and the range of motion (amplitude). Returns (N, D)
+    float32, standardised over the clips given (the training set).
+    """
+    parents = np.asarray(layout.parents)
+    part_idx = [np.asarray(v) for v in layout.parts.values()]
+    rows = []
+    for x in clips:
+        xy = np.asarray(x, dtype=np.float32)[..., :2]                              # (T, V, 2)
+        bones = np.linalg.norm(xy - xy[:, parents], axis=-1)                       # (T, V)
+        rest = np.median(xy, axis=0)                                               # (V, 2)
+        speed = np.linalg.norm(np.diff(xy, axis=0), axis=-1) if len(xy) > 1 else np.zeros((1, xy.shape[1]))
+        feats = [np.median(bones, axis=0), rest.ravel()]
+        for idx in part_idx:
+            traj = xy[:, idx].reshape(len(xy), -1)                                 # (T, 2P)
+            feats.append([speed[:, idx].mean(), np.ptp(traj, axis=0).mean(), _dominant_frequency(traj)])
+        rows.append(np.concatenate([np.ravel(f) for f in feats]))
+    d = np.stack(rows).astype(np.float64)
+    d = (d - d.mean(0)) / (d.std(0) + 1e-6)
+    return d.astype(np.float32)
+
+
+def _dominant_frequency(traj: np.ndarray) -> float:
+    """Frequency (cycles per clip) of the largest non-DC spectral peak of a (T, D) trajectory."""
+    if len(traj) < 3:
+        return 0.0
+    spec = np.abs(np.fft.rfft(traj - traj.mean(0), axis=0)).sum(1)
+    return float(np.argmax(spec[1:]) + 1)
+
+
+def assign_epoch_groups(mode: str, num_groups: int, *, seed: int, epoch: int,
+                        descriptors: Tensor | None = None, subjects: np.ndarray | None = None,
+                        n: int | None = None) -> Tensor:
+    """Pseudo-group id of every training clip for one epoch, (N,) long in 0..G-1.
+
+    A pure function of (mode, descriptors or subjects, seed, epoch), so a resumed run regroups
+    identically. `input` / `features`: k-means++ on the descriptors (N, D) with a generator
+    seeded from (seed, epoch); `subject`: the true person ids; `random`: a balanced random split.
+    """
+    gen = torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), int(epoch), 7]).generate_state(1)[0]))
+    if mode == "subject":
+        if subjects is None:
+            raise ValueError("assign_epoch_groups: grouping 'subject' needs the subject ids")
+        _, inv = np.unique(np.asarray(subjects).astype(str), return_inverse=True)
+        return torch.as_tensor(inv.reshape(-1), dtype=torch.long)
+    if mode == "random":
+        if n is None:
+            raise ValueError("assign_epoch_groups: grouping 'random' needs n")
+        perm = torch.randperm(n, generator=gen)
+        return torch.empty(n, dtype=torch.long).scatter_(0, perm, torch.arange(n) % num_groups)
+    if mode not in ("input", "features"):
+        raise ValueError(f"unknown v2 grouping {mode!r}; expected one of {GROUPINGS_V2}")
+    if descriptors is None:
+        raise ValueError(f"assign_epoch_groups: grouping {mode!r} needs descriptors")
+    d = descriptors.float().cpu()
+    d = (d - d.mean(0)) / (d.std(0, correction=0) + 1e-6)
+    labels, _ = kmeans(d, min(num_groups, d.shape[0]), iters=20, generator=gen)
+    return labels

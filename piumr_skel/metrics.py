@@ -85,8 +85,10 @@ def _check_scores(scores: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.nd
     return scores, gt
 
 
-def ma52_metrics(scores: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+def ma52_metrics(scores: np.ndarray, gt: np.ndarray, *, body: bool = True) -> dict[str, float]:
     """The official MA-52 metrics in percent; scores (N, K <= 52), gt (N,) action ids.
+
+    With body=False (classes that are not MA-52's), only the action-level metrics.
 
     pred = argmax(scores); bodies map through `body_of_action`. F1 at each level as sklearn's
     `f1_score` (macro over the classes present in gt or pred). body_top1 = f1_micro_body, as the
@@ -94,17 +96,36 @@ def ma52_metrics(scores: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     """
     scores, gt = _check_scores(scores, gt)
     pred = scores.argmax(1)
-    gt_body, pred_body = body_of_action(gt), body_of_action(pred)
     out = {"action_top1": top_k_accuracy(scores, gt, 1),
            "action_top5": top_k_accuracy(scores, gt, 5),
            "f1_macro_action": f1_score(gt, pred, "macro"),
-           "f1_micro_action": f1_score(gt, pred, "micro"),
-           "f1_macro_body": f1_score(gt_body, pred_body, "macro"),
+           "f1_micro_action": f1_score(gt, pred, "micro")}
+    if not body:
+        return {k: 100.0 * out[k] for k in METRIC_ORDER if k in out}
+    gt_body, pred_body = body_of_action(gt), body_of_action(pred)
+    out |= {"f1_macro_body": f1_score(gt_body, pred_body, "macro"),
            "f1_micro_body": f1_score(gt_body, pred_body, "micro")}
     out["body_top1"] = out["f1_micro_body"]
     out["f1_mean"] = (out["f1_macro_action"] + out["f1_macro_body"] + out["f1_micro_body"]
                       + out["f1_micro_action"]) / 4
     return {k: 100.0 * out[k] for k in METRIC_ORDER if k in out}
+
+
+def has_ma52_bodies(class_names: Sequence[str] | None) -> bool:
+    """Body-level metrics apply only when the classes are MA-52's 52 actions (its action-to-body
+    table means nothing for other class sets)."""
+    from .labels import MA52_CLASSES
+
+    return class_names is None or list(class_names) == list(MA52_CLASSES)
+
+
+def score_split(scores: np.ndarray, labels: np.ndarray, subjects: np.ndarray, *,
+                class_names: Sequence[str] | None = None) -> dict[str, float]:
+    """Every official metric that applies (body levels only for MA-52's classes) plus the
+    person-level robustness figures, percent; scores (N, K)."""
+    out = dict(ma52_metrics(scores, labels, body=has_ma52_bodies(class_names)))
+    out.update(subject_robustness(scores.argmax(1) == labels, subjects))
+    return out
 
 
 def per_subject_accuracy(correct: np.ndarray, subjects: np.ndarray | Sequence[str]) -> pd.Series:

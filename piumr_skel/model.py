@@ -44,3 +44,10 @@ class Recognizer(nn.Module):
             if self.tfam is not None and i == self.tfam_after:
                 x, aux = self.tfam(x)
         return self.backbone.forward_head(x), x, dict(aux)
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax scores (N, classes), averaged over test clips when x is (N, clips, C, T, V)."""
+        clips = x.shape[1] if x.dim() == 5 else 1
+        probs = self(x.flatten(0, 1) if clips > 1 else x)[0].float().softmax(-1)
+        return probs.view(-1, clips, probs.shape[-1]).mean(1)

@@ -183,8 +183,8 @@ def test_refuses_different_split_settings_split_files_classes_and_labels(tmp_pat
     split = {"train": ["0002_01_0000"], "val": ids}
     base = fake_run(tmp_path, "base", s(), labels, subj, ids, split_parts=split)
 
-    other_seed = fake_run(tmp_path, "seed1", s(), labels, subj, ids, split_parts=split, config={"seed": 1})
-    with pytest.raises(CompareError, match=r"different splits in the configs: seed 1 vs 0"):
+    other_seed = fake_run(tmp_path, "seed1", s(), labels, subj, ids, split_parts=split, config={"split_seed": 1})
+    with pytest.raises(CompareError, match=r"different splits in the configs: split_seed 1 vs 0"):
         check_compatible([load_run(base), load_run(other_seed)])
 
     moved = {"train": ["0002_01_0000", ids[0]], "val": ids[1:]}

@@ -25,13 +25,6 @@ def test_single_group_infinite_tau_no_variance_is_mean_ce():
     assert stats["group_sizes"] == [24]
 
 
-def test_warmup_switch_gives_plain_ce():
-    logits, target, style = _batch()
-    loss, stats = GIRLoss()(logits, target, style, use_girl=False)
-    torch.testing.assert_close(loss, F.cross_entropy(logits, target))
-    assert set(stats) == {"ce"}
-
-
 def test_variance_is_zero_when_group_risks_are_equal():
     # Two subjects with identical samples: equal group risks, so V = 0 and L = mean R_g.
     logits, target, style = _batch(n=6)

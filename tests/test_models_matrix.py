@@ -12,7 +12,7 @@ import torch
 from piumr_skel.config import make_config
 from piumr_skel.layouts import LAYOUTS, get_layout
 from piumr_skel.models import BACKBONES
-from piumr_skel.train import build_model
+from piumr_skel.build import build_model
 from piumr_skel.transforms import STREAMS, normalize_clip, to_stream
 
 NUM_CLASSES = 5

@@ -282,7 +282,7 @@ def test_predict_writes_codabench_csv(trained_run: Path, tiny_store, tmp_path: P
 
 
 def test_eval_of_missing_run_is_clear(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="no best.pt or last.pt"):
+    with pytest.raises(ValueError, match="no best.pt or last.pt"):  # CheckpointError
         evaluate_run(tmp_path, split="val", device="cpu")
 
 
@@ -354,7 +354,7 @@ def test_demo_quick_through_cli(tmp_path: Path) -> None:
 
 
 def test_girl_ramp_weight() -> None:
-    from piumr_skel.train import girl_ramp_weight
+    from piumr_skel.losses import ramp as girl_ramp_weight
 
     assert girl_ramp_weight(0.25, 0) == 1.0                      # no ramp: GIRL at once
     assert girl_ramp_weight(0.5, 2) == pytest.approx(0.25)

@@ -99,3 +99,8 @@ class RGBRecognizer(nn.Module):
         """(N, T, 3, H, W) -> (logits (N, K), feats (N, C, T, 1), aux TFAM loss dict, empty without TFAM)."""
         feats, aux = self.forward_features(x)
         return self.forward_head(feats), feats, aux
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, T, 3, H, W) -> softmax scores (N, classes); one TSN clip per video."""
+        return self(x)[0].float().softmax(-1)
