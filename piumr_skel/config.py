@@ -16,7 +16,9 @@ from pydantic import ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass
 
 Protocol = Literal["official", "xsub", "file"]
-Stream = Literal["joint", "bone", "joint_motion", "bone_motion"]
+from .transforms import STREAMS  # numpy only
+
+Stream = Literal[STREAMS]  # type: ignore[valid-type]
 # GIRL groupings: v1 clusters each batch ("kmeans" on feature statistics); v2 groups the whole
 # training set once per epoch ("input": person-style descriptors of the skeleton; "features":
 # backbone feature statistics). "subject" (true person ids) and "random" exist in both.
@@ -139,7 +141,7 @@ class TrainConfig:
         """PYSKL-style recipe name: backbone_stream-variant_split."""
         if self.name:
             return self.name
-        stream = {"joint": "j", "bone": "b", "joint_motion": "jm", "bone_motion": "bm"}[self.stream]
+        stream = {"joint": "j", "bone": "b", "joint_motion": "jm", "bone_motion": "bm", "hand_local": "hl"}[self.stream]
         variant = {(False, False): "erm", (True, False): "tfam", (False, True): "girl",
                    (True, True): "tfam-girl"}[(self.tfam, self.girl)]
         split = self.split + (f"-f{self.fold}" if self.split == "xsub" else "")

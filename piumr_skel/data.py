@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from piumr_skel.transforms import STREAMS, AugmentConfig, augment_clip, normalize_clip, to_stream
-from piumr_skel.transforms import uniform_sample
+from piumr_skel.transforms import PersonStyleConfig, person_style, uniform_sample
 
 if TYPE_CHECKING:
     from piumr_skel.layouts import Layout
@@ -447,7 +447,8 @@ class SkeletonDataset(Dataset):
     def __init__(self, cache: ClipCache, clip_ids: Sequence[str], labels: Sequence[int],
                  subjects: Sequence[str] | None = None, *, T: int = 64, stream: str = "joint",
                  train: bool = True, num_clips: int = 1, augment: AugmentConfig | None = None,
-                 seed: int = 0, layout: "Layout | None" = None) -> None:
+                 seed: int = 0, layout: "Layout | None" = None,
+                 person_aug: PersonStyleConfig | None = None) -> None:
         clip_ids = [str(c) for c in clip_ids]
         if not clip_ids:
             raise ValueError(f"empty dataset: no clip ids given (cache {cache.cache_dir})")
@@ -482,6 +483,7 @@ class SkeletonDataset(Dataset):
             [cache.subject(c) for c in clip_ids], dtype=str)
         self.T, self.stream, self.train, self.num_clips = T, stream, train, num_clips
         self.augment = augment
+        self.person_aug = person_aug
         self.seed = int(seed)
         self.epoch = 0
 
@@ -508,6 +510,8 @@ class SkeletonDataset(Dataset):
             raise IndexError(f"index {index} out of range for a dataset of {len(self)} clips")
         rng = self.rng_for(index)
         clip = self.cache[self.clip_ids[index]]  # (T0, V, 3) memmap view
+        if self.train and self.person_aug is not None:  # before frame sampling: it may change the tempo
+            clip = person_style(np.asarray(clip, dtype=np.float32), self.layout, rng, self.person_aug)
         inds = uniform_sample(clip.shape[0], self.T, rng, train=self.train, num_clips=self.num_clips)
         views = []
         for row in inds:

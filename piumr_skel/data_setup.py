@@ -145,6 +145,7 @@ def load_run_data(cfg: TrainConfig, run_dir: Path | None, splits: tuple[str, ...
 
     if cfg.modality == "skeleton":
         from .data import ClipCache, SkeletonDataset
+        from .transforms import PersonStyleConfig
         from .layouts import get_layout
 
         layout = get_layout(cfg.layout)
@@ -179,7 +180,8 @@ def load_run_data(cfg: TrainConfig, run_dir: Path | None, splits: tuple[str, ...
         if cfg.modality == "skeleton":
             ds = SkeletonDataset(cache, ids, y, subj, T=cfg.frames, stream=cfg.stream, train=train,
                                  num_clips=1 if train else cfg.test_clips,
-                                 augment=augment_config(cfg) if train else None, seed=cfg.seed, layout=layout)
+                                 augment=augment_config(cfg) if train else None, seed=cfg.seed, layout=layout,
+                                 person_aug=PersonStyleConfig() if train and cfg.aug_person else None)
         else:
             ds = VideoClipDataset([videos[c] for c in ids], y, subj, num_segments=cfg.frames, train=train,
                                   size=cfg.image_size, seed=cfg.seed)

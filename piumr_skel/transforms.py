@@ -16,7 +16,10 @@ import numpy as np
 if TYPE_CHECKING:  # only for type hints: transforms read the layout duck-typed
     from piumr_skel.layouts import Layout
 
-STREAMS = ("joint", "bone", "joint_motion", "bone_motion")
+# The one list of streams (the config and the CLI read it from here). hand_local: the joint stream
+# with each hand (and the face) in its own frame, see `part_local`.
+STREAMS = ("joint", "bone", "joint_motion", "bone_motion", "hand_local")
+LOCAL_PARTS = ("left_hand", "right_hand", "face")
 
 # Below this, a shoulder width or a box size in pixels is treated as degenerate (0).
 _MIN_SCALE = 1e-6
@@ -202,7 +205,8 @@ def to_stream(
     x: (..., C, T, V) or (..., T, V, C); `channels_last=None` guesses from where V sits.
     * joint: x unchanged;
     * bone: x - x[parent] (the centre's bone is zero, its parent being itself);
-    * joint_motion / bone_motion: frame t+1 minus frame t, the last frame zero.
+    * joint_motion / bone_motion: frame t+1 minus frame t, the last frame zero;
+    * hand_local: the joints with the hands and the face in part-local coordinates (`part_local`).
     The last channel of C = 3 is the score and passes through unchanged, since a difference of
     confidences means nothing. Returns a new float32 array of the same shape.
     """
@@ -224,6 +228,8 @@ def to_stream(
     C = tvc.shape[-1]
     n_geo = 2 if C == 3 else C  # channels that are coordinates; the rest is the score
     out = np.array(tvc, dtype=np.float32, copy=True)
+    if stream == "hand_local":
+        out[..., :n_geo] = part_local(tvc[..., :n_geo], layout)
     if stream in ("bone", "bone_motion"):
         parents = np.asarray(layout.parents)
         out[..., :n_geo] = tvc[..., :n_geo] - tvc[..., parents, :n_geo]
@@ -232,6 +238,44 @@ def to_stream(
         out[..., :-1, :, :n_geo] = geo[..., 1:, :, :] - geo[..., :-1, :, :]
         out[..., -1, :, :n_geo] = 0.0
     return out if channels_last else np.moveaxis(out, -1, -3)
+
+
+def part_anchor(layout: "Layout", part: str) -> int | None:
+    """The joint a part hangs from: the one parent, outside the part, of the part's top joints
+    (the pose wrist for a MediaPipe hand, the wrist for PCAN's fingertips, the nose for a face);
+    None when the layout lacks the part or its top joints hang from different joints."""
+    parts = dict(getattr(layout, "parts", {}) or {})
+    if part not in parts or not len(parts[part]):
+        return None
+    idx = set(int(v) for v in parts[part])
+    parents = np.asarray(layout.parents)
+    anchors = {int(parents[v]) for v in idx if int(parents[v]) not in idx}
+    return anchors.pop() if len(anchors) == 1 else None
+
+
+def part_local(xy: np.ndarray, layout: "Layout", parts: tuple[str, ...] = LOCAL_PARTS) -> np.ndarray:
+    """Each hand (and the face) relative to the joint it hangs from, scaled by its own size.
+
+    xy: (..., T, V, 2) body-normalised coordinates. A part's joints become (x − x_anchor) / s,
+    s = the median over frames of the mean distance of the part's joints to its anchor, so a
+    hand's shape reads the same wherever the hand is and however large it is; the anchor itself
+    and every other joint keep their body-normalised position (where the hand is stays in the
+    wrist). A part that was never seen sits on its anchor (the normaliser put it there): it stays
+    all zeros, and its score channel, 0, tells the model it is missing.
+    Returns a new float32 array of the same shape.
+    """
+    out = np.array(xy, dtype=np.float32, copy=True)
+    pidx = dict(getattr(layout, "parts", {}) or {})
+    for part in parts:
+        anchor = part_anchor(layout, part)
+        if anchor is None:
+            continue
+        idx = np.asarray(pidx[part])
+        rel = xy[..., idx, :] - xy[..., anchor : anchor + 1, :]
+        size = np.median(np.linalg.norm(rel, axis=-1).mean(axis=-1), axis=-1)  # (...,)
+        size = np.where(size > _MIN_SCALE, size, 1.0)[..., None, None, None]
+        out[..., idx, :] = rel / size
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -351,3 +395,97 @@ def augment_clip(
     x = random_rotate(x, rng, config.rotate_degrees, p=config.rotate_p)
     x = random_scale(x, rng, config.scale_strength, p=config.scale_p)
     return x
+
+
+# --------------------------------------------------------------------------------------------
+# Person-style augmentation (docs/METHOD.md): physique, tempo, amplitude and posture of another person
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PersonStyleConfig:
+    """Strengths of the person-style augmentation; each part is applied with probability p."""
+
+    p: float = 0.5
+    bone_sigma: float = 0.1            # log-normal std of each bone's length factor
+    tempo: tuple[float, float] = (0.7, 1.4)
+    amplitude: tuple[float, float] = (0.7, 1.3)
+    posture_degrees: float = 8.0
+
+
+def _topological_order(parents: np.ndarray) -> np.ndarray:
+    """Joints ordered so that every parent comes before its children (the root first)."""
+    depth = np.zeros(len(parents), dtype=np.int64)
+    for v in range(len(parents)):
+        u, d = v, 0
+        while parents[u] != u:
+            u, d = int(parents[u]), d + 1
+        depth[v] = d
+    return np.argsort(depth, kind="stable")
+
+
+def _subtree_mask(parents: np.ndarray, root: int) -> np.ndarray:
+    """(V,) bool: `root` and every joint below it in the tree."""
+    inside = np.zeros(len(parents), dtype=bool)
+    inside[root] = True
+    for v in _topological_order(parents):
+        if parents[v] != v and inside[parents[v]]:
+            inside[v] = True
+    return inside
+
+
+def scale_limbs(x: np.ndarray, layout: "Layout", factors: np.ndarray) -> np.ndarray:
+    """Scale each bone (joint minus its parent) by factors (V,) and rebuild the joints from the
+    root along the layout's tree. x: (T, V, C) -> same shape; scores pass through."""
+    parents = np.asarray(layout.parents)
+    out = np.array(x, dtype=np.float32, copy=True)
+    bones = x[..., :2] - x[:, parents, :2]
+    for v in _topological_order(parents):
+        if parents[v] != v:
+            out[:, v, :2] = out[:, parents[v], :2] + bones[:, v] * factors[v]
+    return out
+
+
+def _rotate_about(x: np.ndarray, joints: np.ndarray, pivot: np.ndarray, degrees: float) -> None:
+    """Rotate x[:, joints, :2] in place by `degrees` about pivot (T, 2)."""
+    a = np.deg2rad(degrees)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]], dtype=np.float32)
+    rel = x[:, joints, :2] - pivot[:, None]
+    x[:, joints, :2] = rel @ rot.T + pivot[:, None]
+
+
+def person_style(x: np.ndarray, layout: "Layout", rng: np.random.Generator,
+                 config: PersonStyleConfig = PersonStyleConfig()) -> np.ndarray:
+    """Make a normalised clip (T, V, C) look performed by another person. Each part with
+    probability config.p, in this order:
+
+    * limb lengths: every bone by its own log-normal factor (left and right differ), joints rebuilt
+      from the root along `layout.parents`;
+    * amplitude: each body part's displacement from its rest posture (median over time) × a factor;
+    * posture: the head and the torso turned a little about their parents;
+    * tempo: the clip resampled in time by a factor (a longer or shorter clip; frame sampling follows).
+    """
+    parents = np.asarray(layout.parents)
+    out = np.array(x, dtype=np.float32, copy=True)
+    if rng.random() < config.p:
+        out = scale_limbs(out, layout, np.exp(rng.normal(0.0, config.bone_sigma, size=len(parents))))
+    parts = dict(getattr(layout, "parts", {}) or {})
+    if rng.random() < config.p and parts:
+        rest = np.median(out[..., :2], axis=0)                          # (V, 2)
+        for idx in parts.values():
+            idx = np.asarray(idx)
+            out[:, idx, :2] = rest[idx] + (out[:, idx, :2] - rest[idx]) * rng.uniform(*config.amplitude)
+    if rng.random() < config.p:
+        for name in ("torso", "head"):
+            if name not in parts or not len(parts[name]):
+                continue
+            # The part's top joint (the one closest to the root) turns its whole subtree about its parent.
+            order = {int(v): i for i, v in enumerate(_topological_order(parents))}
+            top = min(parts[name], key=lambda v: order[int(v)])
+            joints = np.flatnonzero(_subtree_mask(parents, int(top)))
+            _rotate_about(out, joints, out[:, parents[top], :2].copy(),
+                          rng.uniform(-config.posture_degrees, config.posture_degrees))
+    if rng.random() < config.p and out.shape[0] > 1:
+        length = max(1, int(round(out.shape[0] / rng.uniform(*config.tempo))))
+        out = resample_time(out, length)
+    return out
