@@ -10,6 +10,7 @@ from piumr_skel.layouts import LAYOUTS, get_layout
 from piumr_skel.model import Recognizer
 from piumr_skel.models import (BACKBONES, PygSpatialGraphConv, SpatialGraphConv, create_backbone,
                                register_backbone, stage_plan)
+from piumr_skel.tfam import TFAM
 
 TINY = dict(base_channels=8, num_blocks=3)
 
@@ -158,11 +159,10 @@ def test_recognizer_applies_tfam_after_the_chosen_block():
 
 
 def test_recognizer_with_the_real_tfam():
-    tfam_mod = pytest.importorskip("piumr_skel.tfam", reason="piumr_skel.tfam not written yet")
     torch.manual_seed(0)
     bb = create_backbone("stgcn", in_channels=3, num_classes=4, layout="coco17", base_channels=8, num_blocks=4)
     after = bb.stage_ends[-2]
-    rec = Recognizer(bb, tfam=tfam_mod.TFAM(bb.block_out_channels[after - 1], num_anchors=4,
+    rec = Recognizer(bb, tfam=TFAM(bb.block_out_channels[after - 1], num_anchors=4,
                                             num_joints=17))
     logits, feats, aux = rec(_input(17, T=16))
     assert logits.shape == (2, 4) and feats.shape == (2, 32, 4, 17)

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+import pose_extract as pe
+from piumr_skel import layouts
 from piumr_skel.data import (
     AugmentConfig,
     CacheMismatchError,
@@ -175,14 +177,6 @@ def test_loader_in_order_and_test_clips(toy_cache: ClipCache):
 # ---------------------------------------------------------------------------- from a real store
 
 
-def _store_api():
-    pe = pytest.importorskip("pose_extract", reason="pose_extract not importable")
-    if not hasattr(pe, "StoreWriter"):
-        pytest.skip("pose_extract.StoreWriter not written yet")
-    layouts = pytest.importorskip("piumr_skel.layouts", reason="piumr_skel.layouts not written yet")
-    return pe, layouts
-
-
 def _write_store(pe, path: Path, clips: dict[str, np.ndarray], status: dict[str, str] | None = None):
     """A tiny MediaPipe store: clips {clip_id: pose (T, 33, 4) in [0, 1]}, hands never found."""
     parts = {"pose": (33, 4), "left_hand": (21, 3), "right_hand": (21, 3)}
@@ -210,7 +204,6 @@ def _pose_clip(rng: np.random.Generator, T: int) -> np.ndarray:
 
 
 def test_cache_build_from_store_round_trip(tmp_path: Path):
-    pe, layouts = _store_api()
     rng = np.random.default_rng(0)
     clips = {f"00{s}1_01_000{i}": _pose_clip(rng, 30 + i) for s in range(2) for i in range(3)}
     bad = np.full((20, 33, 4), np.nan)  # pose never found: cannot be normalised
@@ -238,7 +231,6 @@ def test_cache_build_from_store_round_trip(tmp_path: Path):
 
 
 def test_cache_rebuilds_when_store_changes(tmp_path: Path):
-    pe, layouts = _store_api()
     rng = np.random.default_rng(1)
     store = _write_store(pe, tmp_path / "store", {"0001_01_0001": _pose_clip(rng, 25)})
     layout = layouts.get_layout("mp_pose")

@@ -14,7 +14,6 @@ from cli.importers import export_cmd, import_group
 from piumr_skel.importers import (ImportFormatError, export_pyskl, import_mmn, import_pyskl,
                                   pick_person, read_pyskl)
 from piumr_skel.labels import read_labels
-from piumr_skel.layouts import LAYOUTS
 from piumr_skel.splits import read_split_file
 from pose_extract import open_store
 
@@ -145,11 +144,6 @@ def test_reimport_into_same_store_does_not_duplicate(tmp_path):
 
 @pytest.mark.parametrize("v, name", [(18, "openpose18"), (28, "openpose28")])
 def test_layout_chosen_by_number_of_joints(tmp_path, v, name):
-    if name not in LAYOUTS:
-        with pytest.raises(ImportFormatError, match=name):
-            _pyskl_fixture(tmp_path / "ann.pkl", v=v)
-            import_pyskl(tmp_path / "ann.pkl", tmp_path / "store")
-        pytest.skip(f"piumr_skel.layouts has no {name!r} yet (import refuses clearly)")
     _pyskl_fixture(tmp_path / "ann.pkl", v=v)
     res = import_pyskl(tmp_path / "ann.pkl", tmp_path / "store")
     assert res.layout == name
@@ -208,13 +202,7 @@ def test_pick_person_takes_highest_mean_score():
 
 # ---------------------------------------------------------------------------------- MMN
 
-def _halpe_v() -> int:
-    return LAYOUTS["halpe136"]().num_joints if "halpe136" in LAYOUTS else 136
-
-
 def test_mmn_stacked_array_with_int_labels(tmp_path):
-    if "halpe136" not in LAYOUTS:
-        pytest.skip("piumr_skel.layouts has no 'halpe136' yet")
     rng = np.random.default_rng(1)
     data = rng.uniform(1, 1000, size=(3, 6, 136, 2)).astype(np.float32)
     data[0, 2, 5] = 0.0  # not detected
@@ -235,8 +223,6 @@ def test_mmn_stacked_array_with_int_labels(tmp_path):
 
 
 def test_mmn_list_of_arrays_and_named_labels_merge_with_other_split(tmp_path):
-    if "halpe136" not in LAYOUTS:
-        pytest.skip("piumr_skel.layouts has no 'halpe136' yet")
     rng = np.random.default_rng(2)
     train = [rng.uniform(1, 900, size=(t, 136, 3)).astype(np.float32) for t in (4, 7)]
     _write(tmp_path / "train_data.pkl", train)
@@ -267,17 +253,12 @@ def test_mmn_list_of_arrays_and_named_labels_merge_with_other_split(tmp_path):
 
 
 def test_mmn_errors(tmp_path):
-    v = _halpe_v()
-    good = np.ones((2, 3, v, 2), np.float32)
+    good = np.ones((2, 3, 136, 2), np.float32)
     _write(tmp_path / "d.pkl", good)
     _write(tmp_path / "l.pkl", [1, 2])
     _write(tmp_path / "l3.pkl", [1, 2, 3])
     _write(tmp_path / "ldict.pkl", {"labels": [1, 2]})
     _write(tmp_path / "bad_shape.pkl", np.ones((2, 3, 50, 2), np.float32))
-    if "halpe136" not in LAYOUTS:
-        with pytest.raises(ImportFormatError, match="halpe136"):
-            import_mmn(tmp_path / "d.pkl", tmp_path / "l.pkl", tmp_path / "s0")
-        pytest.skip("piumr_skel.layouts has no 'halpe136' yet")
     with pytest.raises(ImportFormatError, match=r"ldict\.pkl: expected a list of integer labels"):
         import_mmn(tmp_path / "d.pkl", tmp_path / "ldict.pkl", tmp_path / "s1")
     with pytest.raises(ImportFormatError, match=r"d\.pkl: 2 samples but .*l3\.pkl has 3 labels"):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import pickle
 
 import numpy as np
@@ -10,9 +9,6 @@ import pytest
 
 from piumr_skel.layouts import LAYOUTS, Layout, assemble, get_layout
 
-HAS_FACE_SUBSET = importlib.util.find_spec("pose_extract.schema") is not None
-NEEDS_FACE = pytest.mark.skipif(not HAS_FACE_SUBSET, reason="pose_extract.schema (FACE_SUBSET) not written yet")
-LAYOUT_PARAMS = [pytest.param(n, marks=NEEDS_FACE) if n == "mp_holistic_face" else n for n in LAYOUTS]
 EXPECTED_V = {"mp_pose": 35, "mp_holistic": 77, "mp_holistic_face": 101, "coco17": 17, "openpose18": 18, "openpose28": 28,
               "halpe136": 136, "halpe44": 44}
 
@@ -82,7 +78,7 @@ def test_unknown_layout_names_choices():
         get_layout("ntu25")
 
 
-@pytest.mark.parametrize("name", LAYOUT_PARAMS)
+@pytest.mark.parametrize("name", LAYOUTS)
 def test_layout_is_a_tree_rooted_at_centre(name):
     lay = get_layout(name)
     assert lay.num_joints == EXPECTED_V[name] == len(lay.sources)
@@ -98,7 +94,7 @@ def test_layout_is_a_tree_rooted_at_centre(name):
     assert lay.edge_index().shape == (2, 2 * (lay.num_joints - 1))
 
 
-@pytest.mark.parametrize("name", LAYOUT_PARAMS)
+@pytest.mark.parametrize("name", LAYOUTS)
 def test_flip_pairs_map_left_to_right_by_name(name):
     lay = get_layout(name)
     flip = lay.flip_index
@@ -208,7 +204,6 @@ def test_assemble_errors_name_the_problem():
         assemble(get_layout("coco17"), {"keypoints": np.zeros((2, 10, 3), np.float32)}, 10, 10)
 
 
-@NEEDS_FACE
 def test_assemble_face_subset_and_full_mesh_agree():
     from pose_extract.schema import FACE_SUBSET
 

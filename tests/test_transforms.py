@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from piumr_skel.layouts import get_layout
 from piumr_skel.transforms import (
     STREAMS,
     AugmentConfig,
@@ -22,21 +23,9 @@ from piumr_skel.transforms import (
 from toy_layout import TOY  # tests/toy_layout.py
 
 
-def _real_layout(name: str):
-    layouts = pytest.importorskip("piumr_skel.layouts", reason="piumr_skel.layouts not written yet")
-    return layouts.get_layout(name)
-
-
 def _layouts():
-    """The toy layout and, when the layouts module exists, the real MediaPipe ones."""
-    out = [TOY]
-    try:
-        from piumr_skel.layouts import get_layout
-
-        out += [get_layout("mp_pose"), get_layout("mp_holistic")]
-    except ImportError:
-        pass
-    return out
+    """The toy layout and the real MediaPipe ones."""
+    return [TOY, get_layout("mp_pose"), get_layout("mp_holistic")]
 
 
 def _pixel_clip(layout, T: int = 20, seed: int = 0) -> np.ndarray:
@@ -96,7 +85,7 @@ def test_normalize_never_seen_joint_sits_at_parent():
 
 
 def test_normalize_missing_hand_in_real_layout():
-    layout = _real_layout("mp_holistic")
+    layout = get_layout("mp_holistic")
     x = _pixel_clip(layout)
     hand = [i for i, n in enumerate(layout.joints) if "hand" in n and n.startswith("right")]
     assert hand, "mp_holistic should have right-hand joints"
