@@ -1,4 +1,4 @@
-"""`piumr ablate`: train ERM / +TFAM / +GIRL / full on the same folds and seeds and tabulate them."""
+"""`piumr ablate`: train named variants (ERM, +TFAM, +GIRL, full, baselines) on the same folds and seeds."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from cli.train import config_options
-from piumr_skel.ablate import SYNTH_PRESETS, AblationError
+from piumr_skel.ablate import DEFAULT_VARIANTS, SYNTH_PRESETS, VARIANTS, AblationError
 from piumr_skel.config import ConfigError
 
 
@@ -14,31 +14,37 @@ from piumr_skel.config import ConfigError
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="ablation folder: runs/, tables, figures (and the synthetic store)")
 @click.option("--config", "config", type=click.Path(dir_okay=False),
-              help="ablation YAML: training keys plus seeds, synthetic, grouping_study "
+              help="ablation YAML: training keys plus seeds, synthetic, grouping_study, variants "
                    "(e.g. configs/ablate_synth.yaml)")
 @click.option("--seeds", default=None,
               help="a count (3 = seeds 0, 1, 2) or a comma list (0,5 / 7,) [default: YAML, else 1]")
 @click.option("--synthetic", default=None, type=click.Choice(SYNTH_PRESETS),
               help="generate this built-in synthetic store into OUT first and ablate on it")
 @click.option("--synthetic-seed", default=None, type=int, help="seed of the synthetic people [default: 0]")
+@click.option("--variants", default=None,
+              help=f"comma list of rows ({', '.join(VARIANTS)}); ERM, the reference, is always run "
+                   f"[default: YAML, else {','.join(DEFAULT_VARIANTS)}]")
 @click.option("--grouping-study/--no-grouping-study", default=None,
-              help="also run the full model with GIRL groups from k-means, true subjects and random")
+              help="also run the full model with each GIRL v2 grouping (input, features, subject, random), "
+                   "reported as its own table")
 @click.option("-v", "--verbose", is_flag=True, help="show every epoch of every run (always in its train.log)")
 @config_options
 def ablate_cmd(out: Path, config: str | None, seeds: str | None, synthetic: str | None,
-               synthetic_seed: int | None, grouping_study: bool | None, verbose: bool, **overrides) -> None:
-    """Ablate TFAM and GIRL: four variants × --folds subject-disjoint folds × --seeds seeds.
+               synthetic_seed: int | None, variants: str | None, grouping_study: bool | None, verbose: bool,
+               **overrides) -> None:
+    """Ablate TFAM and GIRL: --variants × --folds subject-disjoint folds × --seeds seeds.
 
     Runs go to OUT/runs/<variant>_f<fold>_s<seed> and are scored on each fold's held-out test
-    subjects. Running the same command again trains only what is not finished yet. Training
-    options (--epochs, --backbone, --device, ...) apply to every run; --tfam/--girl, --fold,
-    --seed and --name are set by the ablation.
+    subjects; the folds come from --split-seed (default 0) for every run, so each run pairs with
+    the ERM run of its fold and seed. Running the same command again trains only what is not
+    finished yet. Training options (--epochs, --backbone, --device, ...) apply to every run;
+    --tfam/--girl/--girl-version/--aug-person, --fold, --seed and --name are set by the ablation.
     """
     from piumr_skel.ablate import make_spec, run_ablation
 
     try:
         spec = make_spec(out, config=config, overrides=overrides, seeds=seeds, grouping_study=grouping_study,
-                         synthetic=synthetic, synthetic_seed=synthetic_seed, echo=click.echo)
+                         variants=variants, synthetic=synthetic, synthetic_seed=synthetic_seed, echo=click.echo)
     except (AblationError, ConfigError) as err:
         raise click.UsageError(str(err)) from None
     try:
@@ -49,7 +55,7 @@ def ablate_cmd(out: Path, config: str | None, seeds: str | None, synthetic: str 
     click.echo(result.markdown)
     if result.grouping_markdown:
         click.echo("")
-        click.echo("GIRL grouping study:")
+        click.echo("GIRL grouping study (do the pseudo-groups carry person style?):")
         click.echo(result.grouping_markdown)
     click.echo("")
     click.echo(f"trained {len(result.trained)}, already finished {len(result.skipped)}, "

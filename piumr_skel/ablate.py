@@ -1,11 +1,13 @@
-"""`piumr ablate`: ERM, +TFAM, +GIRL and full trained on the same subject-disjoint folds and seeds.
+"""`piumr ablate`: named variants (ERM, +TFAM, +GIRL, full, baselines) trained on the same folds and seeds.
 
 Every run is an ordinary training run folder, OUT/runs/<variant>_f<fold>_s<seed>, made by
 `train.train` and scored on the xsub test part (people never seen in training) by
 `evaluate.evaluate_run`. A run is finished when its eval_test.json exists, so the same command run
-again trains only what is missing; a run killed half-way continues from its last.pt. The results
-become one table (mean ± std over folds × seeds, ERM as the reference row) in Markdown and CSV,
-plus figures: per-subject accuracy, validation curves and the per-class change from ERM to full.
+again trains only what is missing; a run killed half-way continues from its last.pt. The folds come
+from one split seed for every run while the training seed varies, so each run pairs with the ERM run
+of the same (fold, seed). The results become one table (mean ± std over folds × seeds, the paired
+difference to ERM with a paired test, validation Top-1 beside test Top-1) in Markdown and CSV, plus
+figures: per-subject accuracy, training and validation curves, the per-class change from ERM to full.
 """
 from __future__ import annotations
 
@@ -19,29 +21,69 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from .config import FIELDS, ConfigError, TrainConfig, make_config, read_yaml_mapping
+from .config import FIELDS, GROUPINGS_BY_VERSION, ConfigError, TrainConfig, make_config, read_yaml_mapping
 
-# variant -> (tfam, girl). ERM is the plain backbone with cross-entropy: the reference row.
-VARIANTS: dict[str, tuple[bool, bool]] = {
-    "erm": (False, False), "tfam": (True, False), "girl": (False, True), "full": (True, True)}
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the ablation: its title and the config keys it sets over the shared recipe."""
+
+    title: str
+    overrides: Mapping[str, Any]
+
+
+# Every row states the three switches (tfam, girl, aug_person); the GIRL rows also their version.
+_OFF = {"tfam": False, "girl": False, "aug_person": False}
+_GIRL_V2 = {"girl": True, "girl_version": 2}
+_GIRL_V1 = {"girl": True, "girl_version": 1, "girl_groups": "kmeans", "girl_num_groups": 4}
+_TRUE_SUBJECTS = {**_GIRL_V2, "girl_groups": "subject", "girl_beta": 0.0}   # plain group risks, no boundary weights
+VARIANTS: dict[str, Variant] = {
+    "erm": Variant("ERM", _OFF),
+    "tfam": Variant("+TFAM", {**_OFF, "tfam": True}),
+    "girl": Variant("+GIRL", {**_OFF, **_GIRL_V2}),
+    "full": Variant("full (TFAM + GIRL)", {**_OFF, "tfam": True, **_GIRL_V2}),
+    "aug": Variant("+person-style aug.", {**_OFF, "aug_person": True}),
+    "full+aug": Variant("full + person-style aug.", {**_OFF, "tfam": True, **_GIRL_V2, "aug_person": True}),
+    "groupdro": Variant("GroupDRO (true subjects)",
+                        {**_OFF, **_TRUE_SUBJECTS, "girl_lambda_var": 0.0, "girl_eta": 1.0}),
+    "vrex": Variant("V-REx (true subjects)", {**_OFF, **_TRUE_SUBJECTS, "girl_lambda_var": 1.0, "girl_eta": 0.0}),
+    "girl-v1": Variant("+GIRL v1", {**_OFF, **_GIRL_V1}),
+    "full-v1": Variant("full, GIRL v1", {**_OFF, "tfam": True, **_GIRL_V1}),
+}
+DEFAULT_VARIANTS = ("erm", "tfam", "girl", "full")   # the paper's four
 REFERENCE = "erm"
-GROUPINGS = ("kmeans", "subject", "random")
-TITLES = {"erm": "ERM", "tfam": "+TFAM", "girl": "+GIRL", "full": "full (TFAM + GIRL)"}
-GROUPING_TITLES = {"kmeans": "k-means pseudo-groups", "subject": "true subjects", "random": "random groups"}
+TITLES = {k: v.title for k, v in VARIANTS.items()}
+# The grouping study: the full model with each GIRL v2 grouping.
+GROUPINGS = GROUPINGS_BY_VERSION[2]
+GROUPING_TITLES = {"input": "person-style descriptors (input)", "features": "backbone feature statistics",
+                   "subject": "true subjects (oracle)", "random": "random groups"}
 SYNTH_PRESETS = ("demo", "benchmark")
 RESULT_SPLIT = "test"            # the xsub test part: held-out subjects
 METRICS = ("action_top1", "action_top5", "body_top1", "f1_macro_action", "f1_micro_action",
            "f1_macro_body", "f1_micro_body", "f1_mean", "subj_acc_mean", "subj_acc_std", "subj_acc_worst10")
+VAL_METRIC = "val_action_top1"   # of each run's best validation epoch: what choices are made on
 DELTAS = {"action_top1": "Δ Top-1 vs ERM", "subj_acc_std": "Δ subj. std vs ERM"}
+P_TITLES = {"action_top1": "p (Top-1)", "subj_acc_std": "p (subj. std)"}
+MIN_WILCOXON = 6                 # nonzero pairs needed for the signed-rank test; fewer: exact sign test
 
-# Keys the ablation sets for each run itself.
-CONTROLLED_KEYS = ("tfam", "girl", "fold", "seed", "name", "out_dir")
+# Keys the ablation sets for each run itself (the variants set tfam, girl, girl_version, aug_person).
+CONTROLLED_KEYS = ("tfam", "girl", "girl_version", "aug_person", "fold", "seed", "name", "out_dir")
 # Keys of an ablation YAML that are not TrainConfig keys.
-ABLATION_KEYS = ("seeds", "synthetic", "grouping_study")
+ABLATION_KEYS = ("seeds", "synthetic", "grouping_study", "variants")
 # Keys a finished run may differ in from the plan and still be the same experiment.
-_FREE_KEYS = {"device", "num_workers", "out_dir", "cache_dir", "amp"}
+_FREE_KEYS = {"device", "num_workers", "out_dir", "cache_dir", "amp", "plot_every"}
+# Keys that change nothing while their module is off (both in the saved run and in the plan).
+_INERT_WHEN_OFF = {"girl": {k for k in FIELDS if k.startswith("girl_")},
+                   "tfam": {k for k in FIELDS if k.startswith("tfam_")} | {"lambda_w", "lambda_c"}}
+
+
+def folder_name(key: str) -> str:
+    """A row key as it appears in run folder names: '+' becomes '-' (full+aug -> full-aug)."""
+    return key.replace("+", "-")
+
+
+assert len({folder_name(k) for k in VARIANTS} | {f"full-{g}" for g in GROUPINGS}) == len(VARIANTS) + len(GROUPINGS)
 
 
 class AblationError(ValueError):
@@ -51,12 +93,25 @@ class AblationError(ValueError):
 # ----------------------------------------------------------------------------- spec
 @dataclass
 class AblationSpec:
-    """What to run: the shared training options, the seeds, and the optional extras."""
+    """What to run: the shared training options, the variants, the seeds, and the optional extras."""
 
-    base: TrainConfig                          # shared options; tfam/girl/fold/seed are set per run
+    base: TrainConfig                          # shared options; each variant sets its keys over them
     seeds: list[int]
     grouping_study: bool = False
     synthetic: dict[str, Any] | None = None    # {"preset", "seed", "overrides"}; None = a real store
+    variants: list[str] = field(default_factory=lambda: list(DEFAULT_VARIANTS))
+
+
+def parse_variants(spec: str | Sequence[str] | None) -> list[str]:
+    """Row keys from a comma list ("erm,full,vrex") or a list; ERM, the reference row, always comes first."""
+    if spec is None:
+        return list(DEFAULT_VARIANTS)
+    names = [p.strip() for p in (spec.split(",") if isinstance(spec, str) else map(str, spec)) if p.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown or not names:
+        raise AblationError(f"variants: unknown {', '.join(map(repr, unknown)) or 'empty list'}; "
+                            f"choices: {', '.join(VARIANTS)}")
+    return [REFERENCE] + [n for n in dict.fromkeys(names) if n != REFERENCE]
 
 
 def parse_seeds(spec: int | str | Sequence[int]) -> list[int]:
@@ -112,7 +167,7 @@ def _normalise_synthetic(value: Any, source: str) -> dict[str, Any] | None:
 
 
 def read_ablation_file(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """An ablation YAML -> (TrainConfig values, ablation values: seeds / synthetic / grouping_study)."""
+    """An ablation YAML -> (TrainConfig values, ablation values: seeds / synthetic / grouping_study / variants)."""
     path = Path(path)
     loaded = read_yaml_mapping(path)
     unknown = sorted(set(loaded) - FIELDS - set(ABLATION_KEYS))
@@ -126,13 +181,14 @@ def read_ablation_file(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]
 def make_spec(out: str | Path, *, config: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
               seeds: int | str | Sequence[int] | None = None, grouping_study: bool | None = None,
               synthetic: str | None = None, synthetic_seed: int | None = None,
-              echo: Callable[[str], None] = print) -> AblationSpec:
+              variants: str | Sequence[str] | None = None, echo: Callable[[str], None] = print) -> AblationSpec:
     """The ablation of a YAML recipe (optional) overlaid by options whose value is not None.
 
     Runs go to OUT/runs and the clip cache to OUT/cache unless cache_dir is given. With a synthetic
     preset the store, labels and class names are the ones `prepare_synthetic` writes into OUT.
-    Keys the ablation sets itself (tfam, girl, fold, seed, name, out_dir) are an error as options
-    and are dropped, with a note, from a YAML (so a `piumr train` recipe can be reused).
+    Keys the ablation sets itself (CONTROLLED_KEYS) are an error as options and are dropped, with a
+    note, from a YAML (so a `piumr train` recipe can be reused). The folds come from `split_seed`
+    (default 0), the same for every run.
     """
     out = Path(out).resolve()
     values: dict[str, Any] = {}
@@ -150,7 +206,8 @@ def make_spec(out: str | Path, *, config: str | Path | None = None, overrides: M
     clash = sorted(k for k in CONTROLLED_KEYS if k in given)
     if clash:
         raise AblationError(f"option(s) {', '.join('--' + k.replace('_', '-') for k in clash)} cannot be used: "
-                            f"the ablation sets them for each run (use --seeds, --folds and --out instead)")
+                            f"the ablation sets them for each run (use --variants, --seeds, --folds and --out "
+                            f"instead)")
     values.update(given)
 
     synth = _normalise_synthetic(ablation.get("synthetic"), source)
@@ -189,7 +246,9 @@ def make_spec(out: str | Path, *, config: str | Path | None = None, overrides: M
         raise AblationError("the ablation runs skeleton models only (--modality skeleton)")
     seed_spec = seeds if seeds is not None else ablation.get("seeds", 1)
     study = grouping_study if grouping_study is not None else bool(ablation.get("grouping_study", False))
-    return AblationSpec(base=base, seeds=parse_seeds(seed_spec), grouping_study=study, synthetic=synth)
+    rows = parse_variants(variants if variants is not None else ablation.get("variants"))
+    return AblationSpec(base=base, seeds=parse_seeds(seed_spec), grouping_study=study, synthetic=synth,
+                        variants=rows)
 
 
 # ----------------------------------------------------------------------------- runs
@@ -204,7 +263,7 @@ class AblationRun:
 
     @property
     def name(self) -> str:
-        return f"{self.key}_f{self.fold}_s{self.seed}"
+        return f"{folder_name(self.key)}_f{self.fold}_s{self.seed}"
 
     @property
     def run_dir(self) -> Path:
@@ -227,44 +286,64 @@ def grouping_key(base_grouping: str, grouping: str) -> str:
     return "full" if grouping == base_grouping else f"full-{grouping}"
 
 
+def grouping_rows(base_grouping: str) -> dict[str, dict[str, Any]]:
+    """Row key -> overrides of the grouping study: the full model with each GIRL v2 grouping."""
+    return {grouping_key(base_grouping, g): {**VARIANTS["full"].overrides, "girl_groups": g} for g in GROUPINGS}
+
+
 def plan_runs(spec: AblationSpec) -> list[AblationRun]:
-    """Every run, ordered seed → fold → variant, so that partial results cover whole folds first."""
+    """Every run, ordered seed → fold → row, so that partial results cover whole folds first.
+
+    Every run shares the base's split_seed: the folds stay put while the seed varies.
+    """
     base = spec.base
-    rows: list[tuple[str, dict[str, Any]]] = [(k, {"tfam": t, "girl": g}) for k, (t, g) in VARIANTS.items()]
+    rows = {k: dict(VARIANTS[k].overrides) for k in spec.variants}
     if spec.grouping_study:
-        for g in GROUPINGS:
-            key = grouping_key(base.girl_groups, g)
-            if key != "full":
-                rows.append((key, {"tfam": True, "girl": True, "girl_groups": g}))
+        rows.update({k: v for k, v in grouping_rows(base.girl_groups).items() if k not in rows})
     runs = []
     values = base.to_dict()
     for seed in spec.seeds:
         for fold in range(base.folds):
-            for key, changes in rows:
-                cfg = make_config({**values, **changes, "fold": fold, "seed": seed,
-                                   "name": f"{key}_f{fold}_s{seed}"}, source=f"ablation run {key}")
+            for key, changes in rows.items():
+                name = f"{folder_name(key)}_f{fold}_s{seed}"
+                cfg = make_config({**values, **changes, "fold": fold, "seed": seed, "name": name},
+                                  source=f"ablation run {key}")
                 runs.append(AblationRun(key, fold, seed, cfg))
     return runs
 
 
 def check_same_recipe(run: AblationRun) -> None:
-    """A run folder trained with other options than planned is an error, not a silent mix of recipes."""
+    """A run folder trained with other options than planned is an error, not a silent mix of recipes.
+
+    The saved config is read by `config.saved_config`: a run from before girl_version or split_seed
+    existed means what it did then (GIRL v1, folds drawn from its seed), while any other key added
+    since counts as its default. Keys of a module that is off in both (girl_* without GIRL, tfam_*
+    without TFAM) change nothing and are not compared.
+    """
+    from .config import saved_config
+
     saved_path = run.run_dir / "config.yaml"
     if not saved_path.is_file():
         return
     try:
-        saved = yaml.safe_load(saved_path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise AblationError(f"{saved_path}: not valid YAML ({err}); delete {run.run_dir} to retrain it") from None
+        values = read_yaml_mapping(saved_path)
+        saved = saved_config(values, str(saved_path)).to_dict()
+    except ConfigError as err:
+        raise AblationError(f"{err}; delete {run.run_dir} to retrain it") from None
     planned = run.cfg.to_dict()
-    # A key that did not exist when the run was trained had its (current) default then.
-    defaults = TrainConfig().to_dict()
-    saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
+    ignored = set(_FREE_KEYS)
+    for switch, keys in _INERT_WHEN_OFF.items():
+        if not saved[switch] and not planned[switch]:
+            ignored |= keys
     diff = [f"{k}: {saved.get(k)!r} there, {planned.get(k)!r} now" for k in sorted(set(planned) | set(saved))
-            if k not in _FREE_KEYS and saved.get(k) != planned.get(k)]
+            if k not in ignored and saved.get(k) != planned.get(k)]
     if diff:
+        legacy = {"girl_version": "GIRL v1", "split_seed": "folds drawn from its seed"}
+        legacy = {k: v for k, v in legacy.items() if k not in values}
+        why = (f" It was made before {' and '.join(legacy)} existed, so it means {' and '.join(legacy.values())}."
+               if legacy else "")
         raise AblationError(f"{run.run_dir} was trained with other options than this ablation asks for "
-                            f"({'; '.join(diff[:6])}{' ...' if len(diff) > 6 else ''}). Use another --out, "
+                            f"({'; '.join(diff[:6])}{' ...' if len(diff) > 6 else ''}).{why} Use another --out, "
                             f"or delete that folder to retrain it")
 
 
@@ -308,68 +387,162 @@ class AblationResult:
 
     out: Path
     per_run: pd.DataFrame                     # one row per finished run: key, fold, seed, run_dir, metrics
-    table: pd.DataFrame                       # numeric summary of the main variants (index = row key)
+    table: pd.DataFrame                       # numeric summary of the main rows (index = row key)
     markdown: str
     grouping_table: pd.DataFrame | None = None
     grouping_markdown: str | None = None
+    best_on_val: str | None = None            # row key with the best validation Top-1
     files: dict[str, Path] = field(default_factory=dict)
     trained: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
 
 
+def best_val_top1(run_dir: Path) -> float:
+    """Validation Action Top-1 of the run's best epoch (the one best.pt holds), from its metrics.json; NaN if none."""
+    try:
+        history = json.loads((Path(run_dir) / "metrics.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return float("nan")
+    vals = [row[VAL_METRIC] for row in history if isinstance(row, Mapping) and row.get(VAL_METRIC) is not None]
+    return float(max(vals)) if vals else float("nan")
+
+
 def collect_results(runs: Sequence[AblationRun]) -> pd.DataFrame:
-    """One row per finished run: key, fold, seed, run_dir and every test metric."""
+    """One row per finished run: key, fold, seed, run_dir, every test metric (NaN where the run has none,
+    e.g. body metrics for classes that are not MA-52's) and the best validation Top-1."""
     rows = []
     for run in runs:
         result = run.result()
         if result is None:
             continue
         rows.append({"key": run.key, "fold": run.fold, "seed": run.seed, "run_dir": str(run.run_dir),
-                     **{m: result["metrics"].get(m, np.nan) for m in METRICS}})
-    return pd.DataFrame(rows, columns=["key", "fold", "seed", "run_dir", *METRICS])
+                     **{m: result["metrics"].get(m, np.nan) for m in METRICS},
+                     VAL_METRIC: best_val_top1(run.run_dir)})
+    return pd.DataFrame(rows, columns=["key", "fold", "seed", "run_dir", *METRICS, VAL_METRIC])
+
+
+def paired_test(diff: Sequence[float] | np.ndarray) -> tuple[str, float]:
+    """(test name, two-sided p) for paired differences: Wilcoxon signed-rank with >= MIN_WILCOXON nonzero
+    differences, else the exact sign test (binomial, zeros dropped). No pairs: ("–", NaN)."""
+    from scipy import stats
+
+    diff = np.asarray(diff, dtype=np.float64)
+    if diff.size == 0:
+        return "–", float("nan")
+    nonzero = diff[np.abs(diff) > 1e-9]
+    if nonzero.size >= MIN_WILCOXON:
+        return "Wilcoxon", float(stats.wilcoxon(nonzero).pvalue)
+    if nonzero.size == 0:
+        return "sign", 1.0
+    return "sign", float(stats.binomtest(int((nonzero > 0).sum()), int(nonzero.size), 0.5).pvalue)
+
+
+def _paired_diff(rows: pd.DataFrame, ref: pd.DataFrame, metric: str) -> np.ndarray:
+    """Row minus reference per (fold, seed); a seed-independent row (seed NaN) pairs per fold with the
+    reference's mean over seeds."""
+    if rows["seed"].isna().all():
+        mine, theirs = rows.set_index("fold")[metric], ref.groupby("fold")[metric].mean()
+    else:
+        mine, theirs = rows.set_index(["fold", "seed"])[metric], ref.set_index(["fold", "seed"])[metric]
+    both = pd.concat([mine.rename("a"), theirs.rename("b")], axis=1, join="inner").dropna()
+    return (both["a"] - both["b"]).to_numpy(dtype=np.float64)
 
 
 def summary_table(per_run: pd.DataFrame, keys: Sequence[str], reference: str = REFERENCE) -> pd.DataFrame:
     """Mean and population std (as `metrics.mean_std`) over folds × seeds of every metric, per row key.
 
-    Columns: runs, <metric>_mean, <metric>_std, and for Action Top-1 and subject std the paired
-    difference to the reference run of the same fold and seed: delta_<metric>_mean / _std (NaN when
-    the reference has no run to pair with).
+    Columns: runs, <metric>_mean / _std (test metrics and the best validation Top-1), and for Action
+    Top-1 and subject std the paired difference to the reference run of the same fold and seed:
+    delta_<metric>_mean / _std / _p (NaN when the reference has no run to pair with), with `pairs`
+    and `test` naming the paired test (`paired_test`).
     """
     out = []
-    ref = per_run[per_run["key"] == reference].set_index(["fold", "seed"])
+    ref = per_run[per_run["key"] == reference]
     for key in keys:
         rows = per_run[per_run["key"] == key]
         if rows.empty:
             continue
         rec: dict[str, Any] = {"key": key, "runs": len(rows)}
-        for m in METRICS:
+        for m in (*METRICS, VAL_METRIC):
             vals = rows[m].to_numpy(dtype=np.float64)
-            rec[f"{m}_mean"], rec[f"{m}_std"] = float(vals.mean()), float(vals.std(ddof=0))
-        paired = rows.set_index(["fold", "seed"]).join(ref[list(DELTAS)], rsuffix="_ref", how="inner")
+            ok = vals[np.isfinite(vals)]
+            rec[f"{m}_mean"], rec[f"{m}_std"] = (float(ok.mean()), float(ok.std(ddof=0))) if ok.size else (np.nan,) * 2
         for m in DELTAS:
-            diff = (paired[m] - paired[f"{m}_ref"]).to_numpy(dtype=np.float64)
+            diff = _paired_diff(rows, ref, m)
+            test, p = paired_test(diff) if key != reference else ("reference", np.nan)
             rec[f"delta_{m}_mean"] = float(diff.mean()) if diff.size else np.nan
             rec[f"delta_{m}_std"] = float(diff.std(ddof=0)) if diff.size else np.nan
+            rec[f"delta_{m}_p"] = p
+            if m == "action_top1":
+                rec["pairs"], rec["test"] = int(diff.size), test
         out.append(rec)
     return pd.DataFrame(out).set_index("key") if out else pd.DataFrame()
 
 
+def reported_metrics(table: pd.DataFrame) -> list[str]:
+    """The test metrics some row has (body-level ones only exist for MA-52's classes)."""
+    return [m for m in METRICS if f"{m}_mean" in table and table[f"{m}_mean"].notna().any()]
+
+
+def _p_cell(p: float) -> str:
+    return "–" if not np.isfinite(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
 def markdown_table(table: pd.DataFrame, titles: Mapping[str, str], reference: str = REFERENCE,
                    digits: int = 2) -> str:
-    """The summary as Markdown: "mean ± std" cells, the run count, and the deltas; the reference row says so."""
+    """The summary as Markdown: validation Top-1 beside the test metrics ("mean ± std"), the paired
+    differences to the reference with their p-values, the test used and the run count."""
     from .metrics import format_metrics_table
 
+    def pm(mean: float, std: float, sign: str = "") -> str:
+        return "–" if np.isnan(mean) else f"{mean:{sign}.{digits}f} ± {std:.{digits}f}"
+
     shown = pd.DataFrame(index=[titles.get(k, k) for k in table.index])
-    for m in METRICS:
-        shown[m] = [f"{a:.{digits}f} ± {b:.{digits}f}" for a, b in zip(table[f"{m}_mean"], table[f"{m}_std"])]
+    val_title = "Val Top-1 (best epoch)"
+    shown[val_title] = [pm(a, b) for a, b in zip(table[f"{VAL_METRIC}_mean"], table[f"{VAL_METRIC}_std"])]
+    columns = [val_title]
+    for m in reported_metrics(table):
+        shown[m] = [pm(a, b) for a, b in zip(table[f"{m}_mean"], table[f"{m}_std"])]
+        columns.append(m)
+        if m in DELTAS:
+            is_ref = table.index == reference
+            shown[DELTAS[m]] = ["reference" if r else pm(a, b, "+") for r, a, b in
+                                zip(is_ref, table[f"delta_{m}_mean"], table[f"delta_{m}_std"])]
+            shown[P_TITLES[m]] = ["–" if r else _p_cell(p) for r, p in zip(is_ref, table[f"delta_{m}_p"])]
+            columns += [DELTAS[m], P_TITLES[m]]
+    shown["paired test"] = [t if t in ("reference", "–") else f"{t}, n = {n}"
+                            for t, n in zip(table["test"], table["pairs"])]
     shown["runs"] = table["runs"].to_numpy()
-    for m, title in DELTAS.items():
-        shown[title] = ["reference" if k == reference else
-                        ("–" if np.isnan(a) else f"{a:+.{digits}f} ± {b:.{digits}f}")
-                        for k, a, b in zip(table.index, table[f"delta_{m}_mean"], table[f"delta_{m}_std"])]
-    return format_metrics_table(shown, digits=digits)
+    return format_metrics_table(shown, digits=digits, columns=columns + ["paired test", "runs"])
+
+
+def best_on_validation(table: pd.DataFrame) -> str | None:
+    """Row key with the highest mean validation Top-1 (None when no row has one)."""
+    if not len(table) or table[f"{VAL_METRIC}_mean"].isna().all():
+        return None
+    return str(table[f"{VAL_METRIC}_mean"].idxmax())
+
+
+def _best_line(table: pd.DataFrame, titles: Mapping[str, str]) -> str:
+    key = best_on_validation(table)
+    if key is None:
+        return "Best on validation people: – (no run has a validation score yet)."
+    row = table.loc[key]
+    return (f"Best on validation people: **{titles.get(key, key)}** (Val Top-1 {row[f'{VAL_METRIC}_mean']:.2f} ± "
+            f"{row[f'{VAL_METRIC}_std']:.2f}; its test Action Top-1 {row['action_top1_mean']:.2f} ± "
+            f"{row['action_top1_std']:.2f}).")
+
+
+def _notes(table: pd.DataFrame, n_folds: int, n_seeds: int, split_seed: int) -> str:
+    bodies = ("body-level metrics from MA-52's action-to-body table"
+              if any(m in reported_metrics(table) for m in ("body_top1", "f1_mean"))
+              else "no body-level metrics: the classes are not MA-52's")
+    return (f"Headline: Action Top-1 (action level) on each fold's held-out test people; best.pt is chosen "
+            f"on validation people from the training side; {bodies}. Folds from split_seed {split_seed}, the "
+            f"same for every run, {n_folds} folds × {n_seeds} seed(s). Δ: the per-(fold, seed) difference to "
+            f"ERM, mean ± std over the pairs; p: its two-sided paired test (Wilcoxon signed-rank with ≥ "
+            f"{MIN_WILCOXON} nonzero pairs, else the exact sign test).")
 
 
 def _per_subject(runs: Sequence[AblationRun]) -> pd.Series:
@@ -382,18 +555,22 @@ def _per_subject(runs: Sequence[AblationRun]) -> pd.Series:
     return 100.0 * pd.concat(frames).groupby("subject")["accuracy"].mean()
 
 
-def _val_history(runs: Sequence[AblationRun], metric: str = "val_action_top1") -> pd.DataFrame:
-    """The validation metric per epoch, averaged over the runs that have it."""
+CURVE_METRICS = ("train_acc", VAL_METRIC)
+
+
+def _history(runs: Sequence[AblationRun]) -> pd.DataFrame:
+    """Training accuracy and validation Top-1 per epoch, averaged over the runs that have them."""
     frames = []
     for r in runs:
         path = r.run_dir / "metrics.csv"
         if path.is_file():
             frame = pd.read_csv(path)
-            if metric in frame.columns:
-                frames.append(frame[["epoch", metric]].dropna())
+            cols = [c for c in CURVE_METRICS if c in frame.columns]
+            if cols:
+                frames.append(frame[["epoch", *cols]])
     if not frames:
-        return pd.DataFrame(columns=["epoch", metric])
-    return pd.concat(frames).groupby("epoch", as_index=False)[metric].mean()
+        return pd.DataFrame(columns=["epoch", *CURVE_METRICS])
+    return pd.concat(frames).groupby("epoch", as_index=False).mean()
 
 
 def _per_class(runs: Sequence[AblationRun], num_classes: int) -> np.ndarray:
@@ -409,21 +586,21 @@ def _per_class(runs: Sequence[AblationRun], num_classes: int) -> np.ndarray:
 
 
 def _short_title(key: str) -> str:
-    if key in VARIANTS:
-        return {"full": "full"}.get(key, TITLES[key])
-    return key
+    return {"full": "full", "full+aug": "full+aug"}.get(key, TITLES.get(key, key))
 
 
-def make_plots(runs: Sequence[AblationRun], out: Path, base_grouping: str = "kmeans",
-               warn: Callable[[str], None] = print) -> dict[str, Path]:
-    """subject_accuracy.png, val_curves.png, per_class_change.png (and grouping_subject_accuracy.png)."""
+def make_plots(runs: Sequence[AblationRun], out: Path, keys: Sequence[str] = DEFAULT_VARIANTS,
+               base_grouping: str = "input", warn: Callable[[str], None] = print) -> dict[str, Path]:
+    """subject_accuracy.png, train_val_curves.png, per_class_change.png (and grouping_subject_accuracy.png)
+    for the rows `keys` (and the grouping study's rows when they ran)."""
     from .data_setup import class_names_for
     from .plots import plot_per_class_change, plot_subject_accuracy, plot_validation_curves
 
-    done = [r for r in runs if r.result() is not None]
     by_key: dict[str, list[AblationRun]] = {}
-    for r in done:
-        by_key.setdefault(r.key, []).append(r)
+    for r in runs:
+        if r.result() is not None:
+            by_key.setdefault(r.key, []).append(r)
+    keys = [k for k in keys if k in by_key]
     files: dict[str, Path] = {}
 
     def attempt(name: str, draw: Callable[[], Path]) -> None:
@@ -432,22 +609,23 @@ def make_plots(runs: Sequence[AblationRun], out: Path, base_grouping: str = "kme
         except Exception as err:  # a figure is never worth losing the table for
             warn(f"warning: could not draw {name}: {err}")
 
-    subj = {_short_title(k): _per_subject(by_key[k]) for k in VARIANTS if k in by_key}
+    subj = {_short_title(k): _per_subject(by_key[k]) for k in keys}
     subj = {k: v for k, v in subj.items() if len(v)}
     if subj:
         attempt("subject_accuracy", lambda: plot_subject_accuracy(
             subj, out / "subject_accuracy.png", title="per-subject test accuracy (held-out people)"))
-    curves = {_short_title(k): _val_history(by_key[k]) for k in VARIANTS if k in by_key}
-    curves = {k: v for k, v in curves.items() if len(v)}
+    curves = {_short_title(k): _history(by_key[k]) for k in keys}
+    curves = {k: v for k, v in curves.items() if len(v) and v[VAL_METRIC].notna().any()}
     if curves:
-        attempt("val_curves", lambda: plot_validation_curves(curves, out / "val_curves.png"))
-    if REFERENCE in by_key and "full" in by_key:
-        class_names = class_names_for(by_key["full"][0].cfg)
+        attempt("train_val_curves", lambda: plot_validation_curves(
+            curves, out / "train_val_curves.png", train_metric="train_acc"))
+    changed = [k for k in ("full", "full+aug") if k in by_key]
+    if REFERENCE in by_key and changed:
+        class_names = class_names_for(by_key[changed[0]][0].cfg)
         ref = _per_class(by_key[REFERENCE], len(class_names))
-        full = _per_class(by_key["full"], len(class_names))
         attempt("per_class_change", lambda: plot_per_class_change(
-            {"full (TFAM + GIRL)": full}, ref, class_names, out / "per_class_change.png",
-            reference_name="ERM"))
+            {TITLES[k]: _per_class(by_key[k], len(class_names)) for k in changed}, ref, class_names,
+            out / "per_class_change.png", reference_name=TITLES[REFERENCE]))
     group_keys = {GROUPING_TITLES[g]: grouping_key(base_grouping, g) for g in GROUPINGS}
     if any(k != "full" and k in by_key for k in group_keys.values()):
         gsubj = {t: _per_subject(by_key[k]) for t, k in group_keys.items() if k in by_key}
@@ -457,56 +635,82 @@ def make_plots(runs: Sequence[AblationRun], out: Path, base_grouping: str = "kme
     return files
 
 
+def _write_table(table: pd.DataFrame, titles: Mapping[str, str], csv_path: Path) -> None:
+    table.insert(0, "title", [titles.get(k, k) for k in table.index])
+    table.to_csv(csv_path)
+
+
 def summarise(spec: AblationSpec, out: str | Path, runs: Sequence[AblationRun] | None = None,
               warn: Callable[[str], None] = print) -> AblationResult:
-    """Tables (ablation.md/.csv, ablation_runs.csv, grouping.md/.csv) and figures from the finished runs."""
+    """Tables (ablation.md/.csv, ablation_runs.csv, grouping.md/.csv) and figures from the finished runs
+    (and the logistic-regression reference of OUT/reference, when it was computed)."""
+    from .reference import REFERENCE_KEY, REFERENCE_TITLE, load_reference
+
     out = Path(out)
     runs = list(runs) if runs is not None else plan_runs(spec)
     per_run = collect_results(runs)
+    lr_rows = load_reference(out / "reference", spec.base)
+    if lr_rows:
+        per_run = pd.concat([per_run, pd.DataFrame(
+            [{"key": REFERENCE_KEY, "fold": r["fold"], "seed": np.nan, "run_dir": "",
+              **{m: r["metrics"].get(m, np.nan) for m in METRICS}, VAL_METRIC: np.nan} for r in lr_rows])],
+            ignore_index=True)
+    titles = {**TITLES, REFERENCE_KEY: REFERENCE_TITLE}
     files: dict[str, Path] = {}
     per_run.to_csv(out / "ablation_runs.csv", index=False)
     files["runs_csv"] = out / "ablation_runs.csv"
-    table = summary_table(per_run, list(VARIANTS))
-    markdown = markdown_table(table, TITLES) if len(table) else "(no finished runs yet)"
-    if len(table):
-        table.insert(0, "title", [TITLES[k] for k in table.index])
-        table.to_csv(out / "ablation.csv")
-        files["csv"] = out / "ablation.csv"
     n_folds, n_seeds = spec.base.folds, len(spec.seeds)
+    table = summary_table(per_run, [*spec.variants, REFERENCE_KEY])
+    best = best_on_validation(table[table.index != REFERENCE_KEY]) if len(table) else None
+    if len(table):
+        markdown = markdown_table(table, titles) + "\n\n" + _best_line(table[table.index != REFERENCE_KEY], titles)
+        if lr_rows:
+            markdown += (f"\n\n{REFERENCE_TITLE}: a non-deep check on the same folds (one fit per fold, "
+                         f"seed-independent; paired with ERM's mean over seeds of the same fold).")
+        _write_table(table, titles, out / "ablation.csv")
+        files["csv"] = out / "ablation.csv"
+    else:
+        markdown = "(no finished runs yet)"
     header = (f"# Ablation: {spec.base.backbone}, {spec.base.stream} stream, xsub test subjects, "
               f"mean ± std over {n_folds} folds × {n_seeds} seed(s)\n\n")
-    (out / "ablation.md").write_text(header + markdown + "\n")
+    notes = _notes(table, n_folds, n_seeds, spec.base.split_seed) + "\n\n" if len(table) else ""
+    (out / "ablation.md").write_text(header + notes + markdown + "\n")
     files["markdown"] = out / "ablation.md"
-    result = AblationResult(out=out, per_run=per_run, table=table, markdown=markdown, files=files)
+    result = AblationResult(out=out, per_run=per_run, table=table, markdown=markdown, files=files, best_on_val=best)
     if spec.grouping_study:
-        keys = [grouping_key(spec.base.girl_groups, g) for g in GROUPINGS]
-        gtable = summary_table(per_run, [REFERENCE] + keys)
-        titles = {REFERENCE: TITLES[REFERENCE],
-                  **{grouping_key(spec.base.girl_groups, g): f"full, GIRL groups: {GROUPING_TITLES[g]}"
-                     for g in GROUPINGS}}
+        gkeys = list(grouping_rows(spec.base.girl_groups))
+        gtable = summary_table(per_run, [REFERENCE] + gkeys)
+        gtitles = {REFERENCE: TITLES[REFERENCE],
+                   **{grouping_key(spec.base.girl_groups, g): f"full, GIRL groups: {GROUPING_TITLES[g]}"
+                      for g in GROUPINGS}}
         if len(gtable):
-            result.grouping_markdown = markdown_table(gtable, titles)
-            gtable.insert(0, "title", [titles[k] for k in gtable.index])
-            gtable.to_csv(out / "grouping.csv")
+            result.grouping_markdown = (markdown_table(gtable, gtitles) + "\n\n"
+                                        + _best_line(gtable, gtitles))
+            _write_table(gtable, gtitles, out / "grouping.csv")
             (out / "grouping.md").write_text(
-                f"# GIRL grouping study (full model), mean ± std over {n_folds} folds × {n_seeds} seed(s)\n\n"
-                + result.grouping_markdown + "\n")
+                f"# GIRL grouping study: do the pseudo-groups carry person style?\n\n"
+                f"The full model (TFAM + GIRL v2) with each grouping, mean ± std over {n_folds} folds × "
+                f"{n_seeds} seed(s). Pseudo-groups that carry person style should score near the true-subject "
+                f"oracle and above random groups.\n\n" + _notes(gtable, n_folds, n_seeds, spec.base.split_seed)
+                + "\n\n" + result.grouping_markdown + "\n")
             files.update(grouping_csv=out / "grouping.csv", grouping_markdown=out / "grouping.md")
             result.grouping_table = gtable
-    files.update(make_plots(runs, out, spec.base.girl_groups, warn=warn))
+    files.update(make_plots(runs, out, spec.variants, spec.base.girl_groups, warn=warn))
     return result
 
 
 # ----------------------------------------------------------------------------- driver
 def run_ablation(spec: AblationSpec, out: str | Path, *, echo: Callable[[str], None] = print,
                  verbose: bool = False) -> AblationResult:
-    """Train and test every missing run of the ablation in turn, then write the tables and figures.
+    """Train and test every missing run of the ablation in turn, then the logistic-regression
+    reference (layouts with a right hand), then write the tables and figures.
 
     A run that fails (divergence, bad data, ...) is recorded and the others go on; the failures are
     in the result and in OUT/ablate.log. `verbose` also shows the per-epoch lines of each run
     (they are always in the run's train.log).
     """
     from .evaluate import evaluate_run
+    from .reference import run_reference
     from .train import train
 
     out = Path(out)
@@ -535,7 +739,7 @@ def run_ablation(spec: AblationSpec, out: str | Path, *, echo: Callable[[str], N
         check_same_recipe(run)  # before training anything: a mixed-up OUT folder stops at once
     trained, skipped, failures = [], [], {}
     say(f"ablation: {len(runs)} runs ({len({r.key for r in runs})} variants × {spec.base.folds} folds × "
-        f"{len(spec.seeds)} seed(s)) into {out / 'runs'}")
+        f"{len(spec.seeds)} seed(s), folds from split_seed {spec.base.split_seed}) into {out / 'runs'}")
     train_echo = echo if verbose else (lambda s: None)
     for i, run in enumerate(runs, 1):
         label = f"[{i}/{len(runs)}] {run.name}"
@@ -556,7 +760,14 @@ def run_ablation(spec: AblationSpec, out: str | Path, *, echo: Callable[[str], N
         trained.append(run.name)
         m = res["metrics"]
         say(f"{label}: done in {time.perf_counter() - t0:.1f} s; test ({res['clips']} clips) "
-            f"Action Top-1 {m['action_top1']:.2f}, F1_mean {m['f1_mean']:.2f}, subj. std {m['subj_acc_std']:.2f}")
+            f"Action Top-1 {m['action_top1']:.2f}" + (f", F1_mean {m['f1_mean']:.2f}" if "f1_mean" in m else "")
+            + f", subj. std {m['subj_acc_std']:.2f}")
+    try:
+        run_reference(spec.base, out / "reference", echo=say)
+    except Exception as err:  # the reference row is a check beside the table, never worth losing it for
+        say(f"warning: no logistic-regression reference row: {type(err).__name__}: {err}")
+        with log_path.open("a") as fh:
+            fh.write(traceback.format_exc())
     result = summarise(spec, out, runs, warn=say)
     result.trained, result.skipped, result.failures = trained, skipped, failures
     return result

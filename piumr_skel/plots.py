@@ -142,20 +142,28 @@ def plot_subject_accuracy(variants: Mapping[str, Sequence[float] | pd.Series], p
 
 
 def plot_validation_curves(runs: Mapping[str, History], path: str | Path, *,
-                           metric: str = "val_action_top1") -> Path:
-    """One validation metric per epoch for several runs (name -> per-epoch history) on one axis."""
+                           metric: str = "val_action_top1", train_metric: str | None = None) -> Path:
+    """One validation metric per epoch for several runs (name -> per-epoch history) on one axis.
+
+    With `train_metric` (e.g. "train_acc") the training curve is drawn on a second axis beside it,
+    so one sees whether a run under-fits or over-fits; epochs without a value are skipped.
+    """
     if not runs:
         raise ValueError("validation curves: no runs")
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, history in runs.items():
-        frame = _frame(history, f"validation curves ({name})")
-        if metric not in frame.columns:
-            raise ValueError(f"validation curves: run {name!r} has no column {metric!r}")
-        ax.plot(frame["epoch"], frame[metric], marker="o", ms=3, label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(f"{_title(metric)} (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    panels = [(metric, "validation")] + ([(train_metric, "training")] if train_metric else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
+    for ax, (col, what) in zip(axes[0][::-1], panels):   # training (when drawn) on the left
+        for name, history in runs.items():
+            frame = _frame(history, f"{what} curves ({name})")
+            if col not in frame.columns:
+                raise ValueError(f"{what} curves: run {name!r} has no column {col!r}")
+            frame = frame[["epoch", col]].dropna()
+            ax.plot(frame["epoch"], frame[col], marker="o", ms=3, label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training accuracy (%)" if col == "train_acc" else f"{_title(col)} (%)")
+        ax.set_title(what)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     return _save(fig, path)
 
 

@@ -1,9 +1,11 @@
-"""`piumr ablate`: seeds, spec checks, the summary table, resume, the grouping study, end to end."""
+"""`piumr ablate`: seeds, variants, spec checks, the summary table with paired tests, resume, the grouping
+study, end to end."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -11,7 +13,7 @@ from click.testing import CliRunner
 
 from cli.ablate import ablate_cmd
 from piumr_skel import ablate
-from piumr_skel.ablate import AblationError, make_spec, parse_seeds, plan_runs, summary_table
+from piumr_skel.ablate import AblationError, make_spec, paired_test, parse_seeds, parse_variants, plan_runs, summary_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,29 +71,85 @@ def test_yaml_controlled_keys_are_dropped_with_a_note(tmp_path: Path) -> None:
     assert spec.base.out_dir == str((tmp_path / "out" / "runs").resolve())
 
 
+def test_parse_variants_picks_rows_with_erm_first() -> None:
+    assert parse_variants(None) == list(ablate.DEFAULT_VARIANTS) == ["erm", "tfam", "girl", "full"]
+    assert parse_variants("full,vrex") == ["erm", "full", "vrex"]          # the reference always runs
+    assert parse_variants(["girl", "erm", "girl"]) == ["erm", "girl"]
+    with pytest.raises(AblationError, match=r"unknown 'nope'.*choices: erm, tfam, girl, full, aug, full\+aug"):
+        parse_variants("erm,nope")
+    with pytest.raises(AblationError, match="choices"):
+        parse_variants(" , ")
+
+
+def test_variant_table_sets_the_switches_of_every_row(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, config=_tiny_yaml(tmp_path / "t.yaml", split_seed=3, aug_person=True),
+                     variants=",".join(ablate.VARIANTS), seeds=2, echo=lambda s: None)
+    runs = plan_runs(spec)
+    cfg = {r.key: r.cfg for r in runs if (r.fold, r.seed) == (0, 0)}
+    assert list(cfg) == list(ablate.VARIANTS)
+    switches = {k: (c.tfam, c.girl, c.aug_person) for k, c in cfg.items()}
+    assert switches["erm"] == (False, False, False)           # the YAML's aug_person is the ablation's to set
+    assert switches["aug"] == (False, False, True) and switches["full+aug"] == (True, True, True)
+    assert cfg["girl"].girl_version == cfg["full"].girl_version == 2 and cfg["full"].girl_groups == "input"
+    for key in ("groupdro", "vrex"):
+        assert (cfg[key].tfam, cfg[key].girl_version, cfg[key].girl_groups, cfg[key].girl_beta) == (False, 2, "subject", 0)
+    assert (cfg["groupdro"].girl_lambda_var, cfg["groupdro"].girl_eta) == (0, 1)
+    assert (cfg["vrex"].girl_lambda_var, cfg["vrex"].girl_eta) == (1, 0)
+    for key, tfam in (("girl-v1", False), ("full-v1", True)):
+        assert (cfg[key].tfam, cfg[key].girl_version, cfg[key].girl_groups, cfg[key].girl_num_groups) == (tfam, 1, "kmeans", 4)
+    # folder names stay plain; the folds stay put while the seed varies
+    assert {r.name for r in runs if r.key == "full+aug"} == {"full-aug_f0_s0", "full-aug_f1_s0", "full-aug_f0_s1", "full-aug_f1_s1"}
+    assert {r.cfg.split_seed for r in runs} == {3} and {r.seed for r in runs} == {0, 1}
+    assert all(r.cfg.name == r.name for r in runs)
+
+
+def test_variants_from_yaml_and_controlled_switches(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, config=_tiny_yaml(tmp_path / "v.yaml", variants=["full", "aug"]), echo=lambda s: None)
+    assert spec.variants == ["erm", "full", "aug"]
+    assert make_spec(tmp_path, config=_tiny_yaml(tmp_path / "w.yaml", variants="tfam"), variants="vrex",
+                     echo=lambda s: None).variants == ["erm", "vrex"]          # the option wins
+    store = dict(store=str(tmp_path / "s"), labels=str(tmp_path / "l.txt"))
+    for key in ("aug_person", "girl_version"):
+        with pytest.raises(AblationError, match="--variants"):
+            make_spec(tmp_path, overrides={**store, key: True if key == "aug_person" else 1})
+
+
 def test_benchmark_recipe_parses_and_plans(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, config=REPO / "configs" / "ablate_synth.yaml")
     assert spec.synthetic == {"preset": "benchmark", "seed": 0, "overrides": {}}
     assert spec.base.split == "xsub" and spec.base.store == str(tmp_path.resolve() / "store")
     runs = plan_runs(spec)
     assert len(runs) == 4 * spec.base.folds * len(spec.seeds)
-    assert {(r.cfg.tfam, r.cfg.girl) for r in runs} == set(ablate.VARIANTS.values())
-    # every variant sees the same (fold, seed) pairs
-    pairs = {k: {(r.fold, r.seed) for r in runs if r.key == k} for k in ablate.VARIANTS}
+    assert {(r.cfg.tfam, r.cfg.girl) for r in runs} == {(False, False), (True, False), (False, True), (True, True)}
+    # every variant sees the same (fold, seed) pairs, on the same folds
+    pairs = {k: {(r.fold, r.seed) for r in runs if r.key == k} for k in ablate.DEFAULT_VARIANTS}
     assert len({frozenset(p) for p in pairs.values()}) == 1
+    assert {r.cfg.split_seed for r in runs} == {0}
     spec.grouping_study = True
     keys = {r.key for r in plan_runs(spec)}
-    assert keys == set(ablate.VARIANTS) | {"full-subject", "full-random"}
+    assert keys == set(ablate.DEFAULT_VARIANTS) | {"full-features", "full-subject", "full-random"}
     assert {r.cfg.girl_groups for r in plan_runs(spec) if r.key.startswith("full")} == set(ablate.GROUPINGS)
 
 
-def test_summary_table_means_and_paired_deltas() -> None:
+def test_signs_dev_recipe_parses(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, config=REPO / "configs" / "ablate_signs_dev.yaml", echo=lambda s: None)
+    assert (spec.base.layout, spec.base.folds, spec.base.split_seed, spec.seeds) == ("mp_holistic", 5, 0, [0, 1])
+    assert (spec.base.base_channels, spec.base.num_blocks, spec.base.clip_len) == (16, 6, 32)
+    assert spec.base.store.endswith("artifacts/keypoints/signs_dev")
+
+
+def _pairs_frame(pairs: dict, extra: dict | None = None) -> pd.DataFrame:
     rows = []
-    for (fold, seed), (erm, full) in {(0, 0): (50.0, 56.0), (1, 0): (60.0, 62.0)}.items():
+    for (fold, seed), (erm, full) in pairs.items():
         for key, top1, sstd in (("erm", erm, 10.0 + fold), ("full", full, 8.0)):
             rows.append({"key": key, "fold": fold, "seed": seed, "run_dir": "",
-                         **{m: 1.0 for m in ablate.METRICS}, "action_top1": top1, "subj_acc_std": sstd})
-    table = summary_table(pd.DataFrame(rows), ["erm", "tfam", "full"])
+                         **{m: 1.0 for m in ablate.METRICS}, "action_top1": top1, "subj_acc_std": sstd,
+                         "val_action_top1": top1 + 1, **(extra or {})})
+    return pd.DataFrame(rows)
+
+
+def test_summary_table_means_and_paired_deltas() -> None:
+    table = summary_table(_pairs_frame({(0, 0): (50.0, 56.0), (1, 0): (60.0, 62.0)}), ["erm", "tfam", "full"])
     assert list(table.index) == ["erm", "full"]          # no tfam runs: no row
     assert table.loc["erm", "action_top1_mean"] == pytest.approx(55.0)
     assert table.loc["erm", "action_top1_std"] == pytest.approx(5.0)       # population std, as mean_std
@@ -99,11 +157,53 @@ def test_summary_table_means_and_paired_deltas() -> None:
     assert table.loc["full", "delta_action_top1_std"] == pytest.approx(2.0)
     assert table.loc["full", "delta_subj_acc_std_mean"] == pytest.approx(-2.5)
     assert table.loc["erm", "delta_action_top1_mean"] == 0.0
+    assert table.loc["full", "val_action_top1_mean"] == pytest.approx(60.0)
+    # 2 pairs, both positive: exact sign test, p = 2 * 0.5**2
+    assert (table.loc["full", "test"], table.loc["full", "pairs"]) == ("sign", 2)
+    assert table.loc["full", "delta_action_top1_p"] == pytest.approx(0.5)
     md = ablate.markdown_table(table, ablate.TITLES)
     lines = md.splitlines()
-    assert "Δ Top-1 vs ERM" in lines[0] and "Δ subj. std vs ERM" in lines[0]
-    assert lines[2].startswith("| ERM |") and lines[2].rstrip(" |").endswith("reference | reference")
-    assert "| 55.00 ± 5.00 |" in lines[2] and "+4.00 ± 2.00" in lines[3]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert head[:5] == ["run", "Val Top-1 (best epoch)", "Action Top-1", "Δ Top-1 vs ERM", "p (Top-1)"]
+    assert "Δ subj. std vs ERM" in head and "p (subj. std)" in head and head[-2:] == ["paired test", "runs"]
+    erm = [c.strip() for c in lines[2].strip("|").split("|")]
+    full = [c.strip() for c in lines[3].strip("|").split("|")]
+    assert erm[0] == "ERM" and erm[2] == "55.00 ± 5.00" and erm[3] == "reference" and erm[-2] == "reference"
+    assert full[3] == "+4.00 ± 2.00" and full[4] == "0.500" and full[-2] == "sign, n = 2"
+    assert "Body Top-1" in lines[0]                      # the runs have body metrics: shown
+    assert ablate.best_on_validation(table) == "full"
+
+
+def test_summary_table_leaves_out_body_metrics_nobody_has() -> None:
+    body = {m: np.nan for m in ("body_top1", "f1_macro_body", "f1_micro_body", "f1_mean")}
+    table = summary_table(_pairs_frame({(0, 0): (50.0, 56.0)}, body), ["erm", "full"])
+    assert ablate.reported_metrics(table) == [m for m in ablate.METRICS if m not in body]
+    md = ablate.markdown_table(table, ablate.TITLES)
+    assert "Body" not in md and "F1_mean" not in md and "Action Top-1" in md
+    assert "no body-level metrics" in ablate._notes(table, 2, 1, 0)
+
+
+def test_paired_test_wilcoxon_with_enough_pairs_else_sign() -> None:
+    from scipy import stats
+
+    diff = [1.0, 2.0, -0.5, 3.0, 4.0, 2.5, 0.0]              # 6 nonzero: signed-rank on them
+    name, p = paired_test(diff)
+    assert name == "Wilcoxon" and p == pytest.approx(stats.wilcoxon([1.0, 2.0, -0.5, 3.0, 4.0, 2.5]).pvalue)
+    name, p = paired_test([1.0, 2.0, 3.0, -1.0, 0.0])         # 4 nonzero, 3 up
+    assert name == "sign" and p == pytest.approx(stats.binomtest(3, 4, 0.5).pvalue)
+    assert paired_test([0.0, 0.0]) == ("sign", 1.0)
+    assert paired_test([])[0] == "–"
+
+
+def test_seed_independent_row_pairs_per_fold_with_erm_mean() -> None:
+    frame = _pairs_frame({(0, 0): (50.0, 0.0), (0, 1): (54.0, 0.0), (1, 0): (60.0, 0.0)})
+    frame = frame[frame["key"] == "erm"]
+    lr = pd.DataFrame([{"key": "reference-lr", "fold": f, "seed": np.nan, "action_top1": a, "subj_acc_std": 5.0}
+                       for f, a in ((0, 40.0), (1, 41.0))])
+    table = summary_table(pd.concat([frame, lr], ignore_index=True), ["erm", "reference-lr"])
+    assert table.loc["reference-lr", "runs"] == 2 and table.loc["reference-lr", "pairs"] == 2
+    assert table.loc["reference-lr", "delta_action_top1_mean"] == pytest.approx(((40 - 52) + (41 - 60)) / 2)
+    assert np.isnan(table.loc["reference-lr", "val_action_top1_mean"])
 
 
 def test_prepare_synthetic_reuses_and_refuses_other_settings(tmp_path: Path) -> None:
@@ -133,12 +233,14 @@ def test_driver_records_failures_and_goes_on(tmp_path: Path, monkeypatch: pytest
             raise train_mod.DivergenceError("loss became nan")
         run = Path(cfg.out_dir) / cfg.name
         run.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame({"epoch": [1, 2], "val_action_top1": [10.0, 20.0]}).to_csv(run / "metrics.csv", index=False)
+        history = pd.DataFrame({"epoch": [1, 2], "train_acc": [30.0, 40.0], "val_action_top1": [10.0, 20.0 + len(cfg.name)]})
+        history.to_csv(run / "metrics.csv", index=False)
+        (run / "metrics.json").write_text(history.to_json(orient="records"))
         return run
 
     def fake_evaluate(run_dir, *, split, device, quiet):
         key, fold = Path(run_dir).name.split("_")[0], int(Path(run_dir).name.split("_")[1][1:])
-        metrics = {m: 0.0 for m in ablate.METRICS}
+        metrics = {m: 0.0 for m in ablate.METRICS if "body" not in m and m != "f1_mean"}  # not MA-52's classes
         metrics["action_top1"] = top1[key] + fold
         result = {"epoch": 1, "clips": 4, "metrics": metrics}
         (Path(run_dir) / "eval_test.json").write_text(json.dumps(result))
@@ -149,8 +251,11 @@ def test_driver_records_failures_and_goes_on(tmp_path: Path, monkeypatch: pytest
             Path(run_dir) / "predictions_test.csv", index=False)
         return result
 
+    import pose_extract
+
     monkeypatch.setattr(train_mod, "train", fake_train)
     monkeypatch.setattr(evaluate_mod, "evaluate_run", fake_evaluate)
+    monkeypatch.setattr(pose_extract, "open_store", lambda path: None)   # no store behind the stand-ins
     spec = make_spec(tmp_path, overrides={**TINY_TRAIN, "store": str(tmp_path / "s"),
                                           "labels": str(tmp_path / "l.txt")}, seeds=1)
     lines: list[str] = []
@@ -162,7 +267,13 @@ def test_driver_records_failures_and_goes_on(tmp_path: Path, monkeypatch: pytest
     assert table.loc["girl", "runs"] == 1 and table.loc["erm", "runs"] == 2
     assert table.loc["full", "delta_action_top1_mean"] == pytest.approx(10.0)
     assert table.loc["girl", "delta_action_top1_mean"] == pytest.approx(2.0)   # only fold 0 pairs
-    for png in ("subject_accuracy.png", "val_curves.png", "per_class_change.png"):
+    assert table.loc["full", "val_action_top1_mean"] == pytest.approx(20.0 + len("full_f0_s0"))
+    assert "body_top1_mean" in table and table["body_top1_mean"].isna().all()
+    md = (tmp_path / "ablation.md").read_text()
+    assert "Body" not in md and "F1_mean" not in md and "Headline: Action Top-1 (action level)" in md
+    assert "Best on validation people: **" in md
+    assert "logistic regression" not in md                      # mp_pose has no right hand
+    for png in ("subject_accuracy.png", "train_val_curves.png", "per_class_change.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     # again: only the failed run is tried
     calls.clear()
@@ -193,21 +304,23 @@ def test_ablate_end_to_end_resume_and_grouping_study(tmp_path: Path, monkeypatch
     md = (out / "ablation.md").read_text().splitlines()
     rows = [line for line in md if line.startswith("| ") and not line.startswith("| run")]
     assert [r.split(" | ")[0] for r in rows] == ["| ERM", "| +TFAM", "| +GIRL", "| full (TFAM + GIRL)"]
-    assert rows[0].rstrip(" |").endswith("reference | reference")
-    assert all(" ± " in r for r in rows)
+    assert rows[0].rstrip(" |").endswith("reference | 2")
+    assert all(" ± " in r for r in rows) and all("sign, n = 2" in r for r in rows[1:])
     table = pd.read_csv(out / "ablation.csv", index_col="key")
     assert list(table.index) == ["erm", "tfam", "girl", "full"] and (table["runs"] == 2).all()
     assert table.loc["erm", "delta_action_top1_mean"] == 0.0
     per_run = pd.read_csv(out / "ablation_runs.csv")
     assert len(per_run) == 8 and set(per_run["fold"]) == {0, 1}
-    for key in ablate.VARIANTS:  # the table's means are the per-run test results
+    for key in ablate.DEFAULT_VARIANTS:  # the table's means are the per-run test results
         got = per_run.loc[per_run["key"] == key, "action_top1"].mean()
         assert table.loc[key, "action_top1_mean"] == pytest.approx(got)
-    for png in ("subject_accuracy.png", "val_curves.png", "per_class_change.png"):
+        assert per_run.loc[per_run["key"] == key, "val_action_top1"].notna().all()
+    for png in ("subject_accuracy.png", "train_val_curves.png", "per_class_change.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG", png
     # the variants differ where they should
     saved = {p.parent.name: yaml.safe_load(p.read_text()) for p in (out / "runs").glob("*/config.yaml")}
-    assert {(c["tfam"], c["girl"]) for n, c in saved.items() if n.endswith("_f0_s0")} == set(ablate.VARIANTS.values())
+    assert {(c["tfam"], c["girl"]) for n, c in saved.items() if n.endswith("_f0_s0")} == {
+        (False, False), (True, False), (False, True), (True, True)}
 
     # resume: one run lost its evaluation (killed after training): it is re-evaluated, not retrained
     before = _mtimes(out / "runs")
@@ -215,15 +328,15 @@ def test_ablate_end_to_end_resume_and_grouping_study(tmp_path: Path, monkeypatch
     res = runner.invoke(ablate_cmd, ["-o", str(out), "--config", str(recipe), "--grouping-study"],
                         catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    assert res.output.count("finished earlier, skipped") == 7
+    assert res.output.count("finished earlier, skipped") == 7 and res.output.count(": done in ") == 7  # 6 new + 1 re-evaluated
     after = _mtimes(out / "runs")
     assert {k: after[k] for k in before} == before             # no run was trained again
     assert (out / "runs" / "tfam_f1_s0" / "eval_test.json").is_file()
-    assert set(after) - set(before) == {"full-subject_f0_s0", "full-subject_f1_s0",
-                                        "full-random_f0_s0", "full-random_f1_s0"}
+    assert set(after) - set(before) == {f"full-{g}_f{f}_s0" for g in ("features", "subject", "random") for f in (0, 1)}
     grouping = pd.read_csv(out / "grouping.csv", index_col="key")
-    assert list(grouping.index) == ["erm", "full", "full-subject", "full-random"]
+    assert list(grouping.index) == ["erm", "full", "full-features", "full-subject", "full-random"]
     gmd = (out / "grouping.md").read_text()
+    assert "do the pseudo-groups carry person style?" in gmd
     for title in ablate.GROUPING_TITLES.values():
         assert f"full, GIRL groups: {title}" in gmd
     assert (out / "grouping_subject_accuracy.png").is_file()
@@ -250,3 +363,33 @@ def test_recipe_check_reads_keys_added_since_a_run_as_their_defaults(tmp_path: P
     (run.run_dir / "config.yaml").write_text(yaml.safe_dump(old))
     with pytest.raises(AblationError, match="girl_tau"):
         ablate.check_same_recipe(run)
+
+
+def _legacy_run(tmp_path: Path, key: str, seed: int, **values) -> ablate.AblationRun:
+    """A run folder whose config.yaml predates girl_version and split_seed (GIRL v1, folds from its seed)."""
+    from piumr_skel.config import make_config
+
+    planned = make_config({**ablate.VARIANTS[key].overrides, "name": f"{key}_f0_s{seed}", "seed": seed,
+                           "out_dir": str(tmp_path)})
+    run = ablate.AblationRun(key, 0, seed, planned)
+    run.run_dir.mkdir(parents=True)
+    old = {k: v for k, v in planned.to_dict().items() if k not in ("girl_version", "split_seed", "aug_person",
+                                                                  "girl_beta", "girl_eta_q", "plot_every")}
+    old.update({"girl_groups": "kmeans", "girl_num_groups": 4, "girl_ramp": None, **values})
+    (run.run_dir / "config.yaml").write_text(yaml.safe_dump(old))
+    return run
+
+
+def test_recipe_check_reads_legacy_runs_as_what_they_trained(tmp_path: Path) -> None:
+    """saved_config: a run from before GIRL v2 / split_seed was GIRL v1 on folds drawn from its seed."""
+    ablate.check_same_recipe(_legacy_run(tmp_path / "a", "erm", 0))     # GIRL off, seed 0 = split_seed 0: reusable
+    ablate.check_same_recipe(_legacy_run(tmp_path / "b", "tfam", 0))
+    with pytest.raises(AblationError, match=r"split_seed: 1 there, 0 now.*made before girl_version and "
+                                            r"split_seed existed, so it means GIRL v1 and folds drawn from its seed"):
+        ablate.check_same_recipe(_legacy_run(tmp_path / "c", "erm", 1))
+    with pytest.raises(AblationError, match="girl_version: 1 there, 2 now"):
+        ablate.check_same_recipe(_legacy_run(tmp_path / "d", "girl", 0, girl=True))
+    # with GIRL on in both, its keys count again
+    with pytest.raises(AblationError, match="girl_num_groups: 4 there, 8 now"):
+        ablate.check_same_recipe(_legacy_run(tmp_path / "e", "girl", 0, girl=True, girl_version=2,
+                                             girl_groups="input", split_seed=0))
