@@ -55,4 +55,31 @@ def compare_cmd(runs, out, split, names, fuse, published, device):
         raise click.ClickException(str(err)) from None
 
 
-COMMANDS = [compare_cmd]
+@click.command("ensemble")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--weights", default=None,
+              help="comma-separated fusion weights, one per run [default: 2 for joint, bone and hand_local "
+                   "runs, 1 for motion streams: the 2:2:1:1 ensemble]")
+@click.option("-o", "--out", default=None, type=click.Path(file_okay=False),
+              help="folder for ensemble_<split>.json/.md [default: print only]")
+@click.option("--device", default="auto", show_default=True, help="device for runs that must be evaluated first")
+def ensemble_cmd(runs, split, weights, out, device):
+    """Late-fuse runs of different streams (same split, same classes) with weights, and score
+    each run and the ensemble on their shared clips."""
+    from piumr_skel.compare import CompareError
+    from piumr_skel.ensemble import ensemble_runs
+
+    try:
+        w = [float(x) for x in weights.split(",")] if weights else None
+    except ValueError:
+        raise click.BadParameter(f"expected numbers like 2,2,1,1, got {weights!r}", param_hint="--weights") from None
+    if w is not None and len(w) != len(runs):
+        raise click.BadParameter(f"{len(w)} weights for {len(runs)} runs", param_hint="--weights")
+    try:
+        ensemble_runs(runs, split=split, weights=w, out=out, device=device, echo=click.echo)
+    except (CompareError, FileNotFoundError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+
+
+COMMANDS = [compare_cmd, ensemble_cmd]

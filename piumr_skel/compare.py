@@ -328,14 +328,24 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray, *, exact_below: int = 
                    "chi-square (continuity corrected)")
 
 
-def late_fusion(scores: Sequence[np.ndarray]) -> np.ndarray:
-    """Late fusion: the mean of the runs' softmax probabilities, each (N, K) on the same clips."""
+def weighted_fusion(scores: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """Σ_r w_r p_r / Σ_r w_r over runs' softmax probabilities, each (N, K) on the same clips."""
     if len(scores) < 2:
         raise ValueError("late fusion needs at least two runs")
+    if len(scores) != len(weights):
+        raise ValueError(f"{len(scores)} runs but {len(weights)} weights")
     shapes = {s.shape for s in scores}
     if len(shapes) != 1:
         raise ValueError(f"late fusion: score shapes differ: {sorted(shapes)}")
-    return np.mean(np.stack(scores), axis=0)
+    w = np.asarray(weights, dtype=np.float64)
+    if (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"fusion weights must be >= 0 and not all 0, got {list(weights)}")
+    return np.tensordot(w / w.sum(), np.stack(scores), axes=1)
+
+
+def late_fusion(scores: Sequence[np.ndarray]) -> np.ndarray:
+    """Late fusion: the mean of the runs' softmax probabilities, each (N, K) on the same clips."""
+    return weighted_fusion(scores, [1.0] * len(scores))
 
 
 # ----------------------------------------------------------------------------- the report
