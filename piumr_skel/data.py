@@ -531,8 +531,7 @@ def loader_seed(seed: int, epoch: int) -> int:
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int,
-                epoch: int, drop_last: bool, distributed: bool = False, *,
-                pin_memory: bool = False) -> DataLoader:
+                epoch: int, drop_last: bool, distributed: bool = False) -> DataLoader:
     """A DataLoader whose order is a function of (seed, epoch) only.
 
     Shuffling uses a torch.Generator seeded from (seed, epoch) — or, when `distributed`, a
@@ -553,4 +552,4 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: i
         sampler.set_epoch(epoch)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False,
                       sampler=sampler, num_workers=num_workers, drop_last=drop_last,
-                      generator=generator, pin_memory=pin_memory, persistent_workers=False)
+                      generator=generator, persistent_workers=False)

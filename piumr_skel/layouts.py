@@ -2,14 +2,13 @@
 store sources) that the graph, bones, flip augmentation and drawing code all read from."""
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Callable, Mapping
 
 import numpy as np
-import torch
-from torch_geometric.utils import k_hop_subgraph, to_undirected
 
 __all__ = ["Layout", "LAYOUTS", "get_layout", "assemble", "FACE_SUBSET_EDGES"]
 
@@ -81,9 +80,7 @@ class Layout:
         # Connectivity first: it is the mistake that silently stops messages (MediaPipe's own
         # connection list has three separate pieces).
         if V > 1:
-            ei = to_undirected(torch.tensor(self.edges, dtype=torch.long).reshape(-1, 2).t(), num_nodes=V)
-            reached = k_hop_subgraph(self.center, V, ei, num_nodes=V)[0].tolist()
-            missing = sorted(set(range(V)) - set(reached))
+            missing = sorted(set(range(V)) - _reachable(self.center, self.edges, V))
             if missing:
                 names = [self.joints[i] for i in missing]
                 raise self._err(f"not connected: joints {names} cannot be reached from centre "
@@ -157,15 +154,25 @@ class Layout:
         except ValueError:
             raise self._err(f"no joint named {name!r}") from None
 
-    def edge_index(self) -> torch.Tensor:
-        """(2, 2·(V−1)) long tensor of the undirected tree edges, for torch_geometric."""
-        ei = torch.tensor(self.edges, dtype=torch.long).reshape(-1, 2).t()
-        return to_undirected(ei, num_nodes=self.num_joints)
-
     @property
     def store_parts(self) -> tuple[str, ...]:
         """Store parts this layout reads, in first-use order."""
         return tuple(dict.fromkeys(p for p, _ in self.sources))
+
+
+def _reachable(start: int, edges, V: int) -> set[int]:
+    """Joints reached from `start` along the edges taken in both directions (breadth first)."""
+    neighbours: list[list[int]] = [[] for _ in range(V)]
+    for c, p in edges:
+        neighbours[c].append(p)
+        neighbours[p].append(c)
+    seen, queue = {start}, deque([start])
+    while queue:
+        for j in neighbours[queue.popleft()]:
+            if j not in seen:
+                seen.add(j)
+                queue.append(j)
+    return seen
 
 
 # ---------------------------------------------------------------------------- building blocks

@@ -302,14 +302,3 @@ def write_split(path: str | Path, split: Split, *, meta: dict[str, Any] | None =
         (out / f"{name}.txt").write_text("".join(f"{c}\n" for c in ids), encoding="utf-8")
     return js
 
-
-def split_summary(split: Split, labels: pd.DataFrame) -> pd.DataFrame:
-    """Clips, subjects and classes per split (rows train/val/test) for logs and README tables."""
-    frame = labels.set_index(labels["clip_id"].astype(str))
-    rows = {}
-    for name, ids in split.items():
-        sub = frame.loc[[c for c in ids if c in frame.index]]
-        subj = sub["subject"] if "subject" in sub.columns else pd.Series(dtype=object)
-        rows[name] = {"clips": len(ids), "subjects": int(subj.nunique()), "classes": int(sub["label"].nunique())}
-    return pd.DataFrame.from_dict(rows, orient="index")
-
