@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from cli.ablate import ablate_cmd
 from piumr_skel import ablate
-from piumr_skel.ablate import AblationError, make_spec, paired_test, parse_seeds, parse_variants, plan_runs, summary_table
+from piumr_skel.ablate import (AblationError, make_spec, paired_test, parse_seeds, parse_variants, plan_runs,
+                               summary_table)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,15 +93,25 @@ def test_variant_table_sets_the_switches_of_every_row(tmp_path: Path) -> None:
     assert switches["aug"] == (False, False, True) and switches["full+aug"] == (True, True, True)
     assert cfg["girl"].girl_version == cfg["full"].girl_version == 2 and cfg["full"].girl_groups == "input"
     for key in ("groupdro", "vrex"):
-        assert (cfg[key].tfam, cfg[key].girl_version, cfg[key].girl_groups, cfg[key].girl_beta) == (False, 2, "subject", 0)
+        c = cfg[key]
+        assert (c.tfam, c.girl_version, c.girl_groups, c.girl_beta) == (False, 2, "subject", 0)
     assert (cfg["groupdro"].girl_lambda_var, cfg["groupdro"].girl_eta) == (0, 1)
     assert (cfg["vrex"].girl_lambda_var, cfg["vrex"].girl_eta) == (1, 0)
     for key, tfam in (("girl-v1", False), ("full-v1", True)):
-        assert (cfg[key].tfam, cfg[key].girl_version, cfg[key].girl_groups, cfg[key].girl_num_groups) == (tfam, 1, "kmeans", 4)
+        c = cfg[key]
+        assert (c.tfam, c.girl_version, c.girl_groups, c.girl_num_groups) == (tfam, 1, "kmeans", 4)
     # folder names stay plain; the folds stay put while the seed varies
-    assert {r.name for r in runs if r.key == "full+aug"} == {"full-aug_f0_s0", "full-aug_f1_s0", "full-aug_f0_s1", "full-aug_f1_s1"}
+    assert {r.name for r in runs if r.key == "full+aug"} == {f"full-aug_f{f}_s{s}" for f in (0, 1) for s in (0, 1)}
     assert {r.cfg.split_seed for r in runs} == {3} and {r.seed for r in runs} == {0, 1}
     assert all(r.cfg.name == r.name for r in runs)
+
+
+def test_cli_unknown_variant_is_one_clear_error(tmp_path: Path) -> None:
+    res = CliRunner().invoke(ablate_cmd, ["-o", str(tmp_path / "o"), "--config", str(_tiny_yaml(tmp_path / "t.yaml")),
+                                          "--variants", "erm,full,fancy"])
+    assert res.exit_code == 2 and "unknown 'fancy'" in res.output
+    assert "choices: " + ", ".join(ablate.VARIANTS) in res.output
+    assert not (tmp_path / "o").exists()
 
 
 def test_variants_from_yaml_and_controlled_switches(tmp_path: Path) -> None:
@@ -233,7 +244,8 @@ def test_driver_records_failures_and_goes_on(tmp_path: Path, monkeypatch: pytest
             raise train_mod.DivergenceError("loss became nan")
         run = Path(cfg.out_dir) / cfg.name
         run.mkdir(parents=True, exist_ok=True)
-        history = pd.DataFrame({"epoch": [1, 2], "train_acc": [30.0, 40.0], "val_action_top1": [10.0, 20.0 + len(cfg.name)]})
+        history = pd.DataFrame({"epoch": [1, 2], "train_acc": [30.0, 40.0],
+                                "val_action_top1": [10.0, 20.0 + len(cfg.name)]})
         history.to_csv(run / "metrics.csv", index=False)
         (run / "metrics.json").write_text(history.to_json(orient="records"))
         return run
@@ -328,7 +340,8 @@ def test_ablate_end_to_end_resume_and_grouping_study(tmp_path: Path, monkeypatch
     res = runner.invoke(ablate_cmd, ["-o", str(out), "--config", str(recipe), "--grouping-study"],
                         catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    assert res.output.count("finished earlier, skipped") == 7 and res.output.count(": done in ") == 7  # 6 new + 1 re-evaluated
+    # 6 new runs + 1 re-evaluated
+    assert res.output.count("finished earlier, skipped") == 7 and res.output.count(": done in ") == 7
     after = _mtimes(out / "runs")
     assert {k: after[k] for k in before} == before             # no run was trained again
     assert (out / "runs" / "tfam_f1_s0" / "eval_test.json").is_file()
