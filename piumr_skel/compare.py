@@ -33,7 +33,7 @@ class CompareError(ValueError):
 # ----------------------------------------------------------------------------- published numbers
 @dataclass(frozen=True)
 class PublishedRow:
-    """One row of FACTS.md "Published MA-52 numbers": percent, None where the paper gives no value."""
+    """One published MA-52 result (official split): percent, None where the paper gives no value."""
 
     method: str
     input: str
@@ -405,9 +405,9 @@ def compare_runs(runs: Sequence[str | Path], out_dir: str | Path, *, split: str 
     """Compare runs on the clips they share and write report.md, CSV tables and PNGs into out_dir.
 
     fuse: 0-based positions of the runs whose softmax scores are averaged into a late-fusion row
-    (default the first two; None or fewer than two runs: no fusion). published: add FACTS.md's
-    published MA-52 rows (None: only when the runs use the official split). McNemar tests cover
-    every pair of runs and the fusion against each run it fuses.
+    (default the first two; None or fewer than two runs: no fusion). published: add the
+    published MA-52 rows, `PUBLISHED_MA52` (None: only when the runs use the official split).
+    McNemar tests cover every pair of runs and the fusion against each run it fuses.
     """
     if not runs:
         raise CompareError("no runs to compare")
@@ -545,7 +545,7 @@ def _render(runs: Sequence[RunOutputs], split: str, al: Aligned, metrics_df: pd.
         lines += [f"**{_md(fusion_name)}** averages the softmax scores of those runs clip by clip "
                   f"(late fusion, e.g. the RGB + skeleton ensemble).", ""]
     if published:
-        lines += ["Rows marked **[published]** are copied from the MA-52 papers (official split, FACTS.md); "
+        lines += ["Rows marked **[published]** are copied from the MA-52 papers (official split); "
                   "they were **not reproduced** here and were not computed on these clips. '–' = not reported.",
                   ""]
     lines += ["## Per body part (recall, percent)", "",

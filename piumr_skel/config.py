@@ -229,7 +229,7 @@ def _check_ranges(cfg: TrainConfig, source: str) -> None:
     if cfg.max_steps_per_epoch is not None and cfg.max_steps_per_epoch < 1:
         problems.append(f"max_steps_per_epoch: must be >= 1 when given (got {cfg.max_steps_per_epoch})")
     if cfg.modality == "skeleton" and cfg.tfam_after is not None and not 1 <= cfg.tfam_after < cfg.num_blocks:
-        # after the last block TFAM would feed only the pooling, where it does almost nothing (METHOD.md)
+        # after the last block TFAM would feed only the pooling, where it does almost nothing (docs/METHOD.md)
         problems.append(f"tfam_after: must be a block index in 1..{cfg.num_blocks - 1} (got {cfg.tfam_after})")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.device):
         problems.append(f"device: must be auto, cpu, cuda, cuda:N or mps (got {cfg.device!r})")

@@ -34,7 +34,7 @@ NUM_ACTIONS = len(MA52_CLASSES)
 BODY_CLASSES: tuple[str, ...] = (
     "Body", "Head", "Upper limb", "Lower limb", "Body-hand", "Head-hand", "Leg-hand",
 )
-# First action id of each body class (FACTS.md): 0-4 Body, 5-10 Head, 11-23 Upper limb,
+# First action id of each body class (MA-52's class hierarchy): 0-4 Body, 5-10 Head, 11-23 Upper limb,
 # 24-31 Lower limb, 32-37 Body-hand, 38-47 Head-hand, 48-51 Leg-hand.
 BODY_STARTS = np.array([0, 5, 11, 24, 32, 38, 48], dtype=np.int64)
 ACTION_TO_BODY = np.searchsorted(BODY_STARTS, np.arange(NUM_ACTIONS), side="right") - 1

@@ -389,7 +389,7 @@ def _halpe136_spec() -> dict:
     return spec
 
 
-# The 44 Halpe-136 points MMN's MA-52 code indexes (FACTS.md), ascending: body 0-25; face points
+# The 44 Halpe-136 points MMN's MA-52 code indexes (docs/INTEROP.md), ascending: body 0-25; face points
 # 68-index 28 (nose bridge), 33 (nose bottom), 36/45 (outer eye corners), 51/57 (upper/lower lip);
 # wrist and the five fingertips of each hand.
 HALPE44_INDICES: tuple[int, ...] = (

@@ -26,7 +26,7 @@ from scipy.special import ndtri
 from .labels import MA52_CLASSES, body_of_action
 
 # --------------------------------------------------------------------------------------------
-# Classes: MA-52 ids and names. The body class follows from the id (FACTS.md ranges).
+# Classes: MA-52 ids and names. The body class follows from the id (labels.BODY_STARTS).
 # --------------------------------------------------------------------------------------------
 
 # (MA-52 action id, MA-52 name). The order matters: the first `num_classes` are used, and the first

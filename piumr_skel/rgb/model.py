@@ -20,7 +20,7 @@ RGB_ARCHS: dict[str, str] = {"tsm_r18": "resnet18", "tsm_r50": "resnet50"}
 class TemporalHead(nn.Module):
     """Two temporal convolutions (kernel 3 over T) in a residual bottleneck; (N, C, T, 1) -> same.
 
-    METHOD.md: TFAM must be followed by temporal processing before any pooling, otherwise the
+    docs/METHOD.md: TFAM must be followed by temporal processing before any pooling, otherwise the
     time-mean of its output equals (almost) that of its input. The residual keeps the per-frame
     TSM features intact at start, so a pretrained backbone is not disturbed by a random head.
     """

@@ -1,7 +1,7 @@
 """ResNet-18/50 in plain torch with torchvision's parameter names, so ImageNet state dicts load as-is.
 
 torchvision itself is not imported: its PyPI wheels do not load beside the CPU torch wheel this
-project pins (see FACTS.md). The layout follows torchvision's ResNet v1.5 (stride on the 3×3 conv
+project pins (.ci/run). The layout follows torchvision's ResNet v1.5 (stride on the 3×3 conv
 of a Bottleneck), key for key, so `model.load_state_dict(torchvision_checkpoint)` works.
 
 Each residual block carries a parameter-free `shift` module applied to the input of its residual
