@@ -201,6 +201,7 @@ def _run_case(case: Case, env: Env, monkeypatch: pytest.MonkeyPatch) -> tuple[st
     return _normalise(command, env), _normalise(errors[0], env)
 
 
+@pytest.mark.slow
 def test_bad_inputs_give_one_error_line_and_the_table_is_current(env: Env, monkeypatch) -> None:
     rows = [(case.name, *_run_case(case, env, monkeypatch)) for case in CASES]
     lines = ["# Bad inputs and what piumr says",

@@ -27,6 +27,7 @@ def _load(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     return module
 
 
+@pytest.mark.slow
 def test_train_speed_quick_prints_ratios() -> None:
     # A subprocess, as the lead runs it: the script must work from the command line.
     proc = subprocess.run([sys.executable, str(BENCH / "train_speed.py"), "--quick", "--warmup", "0",
@@ -44,6 +45,7 @@ def test_train_speed_quick_prints_ratios() -> None:
     assert diff < 1e-4, out
 
 
+@pytest.mark.slow
 def test_reference_stgcn_is_our_network(monkeypatch: pytest.MonkeyPatch) -> None:
     ts = _load("train_speed", monkeypatch)
     from piumr_skel.models import create_backbone
@@ -78,6 +80,7 @@ def test_store_shape_matches_ma52(monkeypatch: pytest.MonkeyPatch) -> None:
         ls.store_shape(0)
 
 
+@pytest.mark.slow
 def test_load_speed_quick_prints_ratio_and_reuses_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     ls = _load("load_speed", monkeypatch)

@@ -227,6 +227,7 @@ def test_bad_run_folders_give_clear_errors(tmp_path: Path):
 
 
 # ----------------------------------------------------------------------------- real tiny runs
+@pytest.mark.slow
 def test_cli_end_to_end_on_two_tiny_trained_runs(tiny_recipe_factory, tmp_path: Path):
     """ERM vs TFAM + GIRL, 1 epoch each on the tiny synthetic store, compared through the CLI."""
     from cli.compare import compare_cmd

@@ -64,6 +64,7 @@ def test_shards_partition_the_files() -> None:
     assert sorted(sum(parts, [])) == names and all(len(p) > 40 for p in parts)
 
 
+@pytest.mark.slow
 def test_bad_files_fail_with_reasons_and_the_rest_goes_on(tmp_path: Path, caplog, monkeypatch) -> None:
     videos = tmp_path / "videos"
     write_video(videos / "good_noise.mp4", seed=1)
@@ -161,6 +162,7 @@ def test_rerun_with_other_settings_is_refused(tmp_path: Path) -> None:
 _RUN = "from cli.extract import extract_cmd; extract_cmd()"
 
 
+@pytest.mark.slow
 def test_sigkill_then_same_command_finishes_the_job(tmp_path: Path) -> None:
     videos, out = tmp_path / "videos", tmp_path / "store"
     n = 8
@@ -192,6 +194,7 @@ def test_sigkill_then_same_command_finishes_the_job(tmp_path: Path) -> None:
     assert len(list((out / "clips").glob("*.parquet"))) == 1   # compacted at the end
 
 
+@pytest.mark.slow
 def test_two_workers_shards_and_merge(tmp_path: Path) -> None:
     videos = tmp_path / "videos"
     for i in range(5):

@@ -13,6 +13,7 @@ VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "ma52" / "videos"
 
 pytestmark = [
     pytest.mark.real,
+    pytest.mark.slow,  # the module's fixture extracts the 4 clips (about 30 s)
     pytest.mark.skipif(not VIDEOS.is_dir(), reason=f"real MA-52 clips not found at {VIDEOS}"),
 ]
 

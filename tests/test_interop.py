@@ -320,6 +320,7 @@ def _test_list(tiny_store, path: Path, extra: list[str]) -> list[str]:
     return chosen
 
 
+@pytest.mark.slow
 def test_predict_refuses_missing_clips_unless_allowed(run_and_store, tmp_path):
     from piumr_skel.evaluate import predict_run
     from piumr_skel.labels import body_of_action
@@ -341,6 +342,7 @@ def test_predict_refuses_missing_clips_unless_allowed(run_and_store, tmp_path):
     assert (bodies == body_of_action(actions)).all()  # the official derivation by default
 
 
+@pytest.mark.slow
 def test_predict_body_from_scores_and_cli(run_and_store, tmp_path):
     from cli.train import predict_cmd
 

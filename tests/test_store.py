@@ -153,6 +153,7 @@ _KILL_CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_time_never_shows_partial_clips(tmp_path: Path) -> None:
     store, n = tmp_path / "s", 30
     code = _KILL_CHILD.format(tests=str(Path(__file__).parent), store=str(store), n=n)

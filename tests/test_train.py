@@ -47,6 +47,7 @@ def _child_env() -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- (a) run folder
+@pytest.mark.slow
 def test_run_folder_contents(tiny_recipe_factory) -> None:
     cfg = make_config(tiny_recipe_factory(epochs=2))
     run_dir = train(cfg, echo=_quiet)
@@ -104,6 +105,7 @@ _KILLABLE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted(tiny_recipe_factory, tmp_path: Path) -> None:
     common = dict(epochs=3, warmup_epochs=1, girl_warmup=1, max_steps_per_epoch=2, aug_flip=0.5)
     straight = make_config(tiny_recipe_factory(name="straight", **common))
@@ -197,6 +199,7 @@ _DDP_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(tiny_recipe_factory, tmp_path: Path) -> None:
     import torch.distributed as dist
 
@@ -335,6 +338,7 @@ def test_bad_inputs_through_the_cli_are_usage_errors(tiny_recipe_factory, tmp_pa
 
 
 # ----------------------------------------------------------------------------- (g) demo
+@pytest.mark.slow
 def test_demo_quick_through_cli(tmp_path: Path) -> None:
     from cli.train import demo_cmd
 
@@ -365,6 +369,7 @@ def test_girl_ramp_weight() -> None:
         make_config({"girl_ramp": -1})
 
 
+@pytest.mark.slow
 def test_girl_ramp_blends_cross_entropy_into_girl(tiny_recipe_factory) -> None:
     """Same seed, with and without a ramp: identical until GIRL starts, different once it blends."""
     recipe = tiny_recipe_factory(epochs=3, girl_warmup=1)
