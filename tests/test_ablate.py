@@ -145,7 +145,7 @@ def test_benchmark_recipe_parses_and_plans(tmp_path: Path) -> None:
 def test_signs_dev_recipe_parses(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, config=REPO / "configs" / "ablate_signs_dev.yaml", echo=lambda s: None)
     assert (spec.base.layout, spec.base.folds, spec.base.split_seed, spec.seeds) == ("mp_holistic", 5, 0, [0, 1])
-    assert (spec.base.base_channels, spec.base.num_blocks, spec.base.clip_len) == (16, 6, 32)
+    assert spec.base.modality == "skeleton" and len(spec.seeds) >= 2          # the benchmark needs >= 2 seeds
     assert spec.base.store.endswith("artifacts/keypoints/signs_dev")
 
 
