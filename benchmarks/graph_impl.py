@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from piumr_skel.graph import Graph
+from piumr_skel.skeleton.graph import Graph
 from piumr_skel.models import PygSpatialGraphConv, SpatialGraphConv
 
 

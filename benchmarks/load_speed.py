@@ -6,7 +6,7 @@ model's training samples/s.
     python benchmarks/load_speed.py --gpu-samples-per-s 2400   # H100 rate from train_speed.py --device cuda --amp
     python benchmarks/load_speed.py --quick          # ~200 clips, tiny model: the smoke test
 
-A synthetic MA-52-like store (`piumr_skel.synth.generate_store`) is generated once into
+A synthetic MA-52-like store (`piumr_skel.tools.synth.generate_store`) is generated once into
 `--workdir` and reused by later runs, as is its clip cache; generation and the first cache build
 are timed when they happen and their times are recorded in `timings.json` there
 (`--rebuild-cache` times a fresh build again).
@@ -32,12 +32,12 @@ from pathlib import Path
 
 import torch
 
-from piumr_skel import engine
-from piumr_skel.config import TrainConfig
-from piumr_skel.data import CacheMismatchError, ClipCache, SkeletonDataset, make_loader
-from piumr_skel.data_setup import augment_config
-from piumr_skel.labels import read_labels
-from piumr_skel.synth import SYNTH_CLASSES, SynthConfig, generate_store
+from piumr_skel.engine import runtime as engine
+from piumr_skel.engine.config import TrainConfig
+from piumr_skel.data.dataset import CacheMismatchError, ClipCache, SkeletonDataset, make_loader
+from piumr_skel.engine.data_setup import augment_config
+from piumr_skel.data.labels import read_labels
+from piumr_skel.tools.synth import SYNTH_CLASSES, SynthConfig, generate_store
 
 from train_speed import build_steps, time_steps  # benchmarks/ is on sys.path when run as a script
 

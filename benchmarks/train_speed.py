@@ -13,8 +13,8 @@ fixed batch:
   unit, residuals, edge importance), the same widths and graph as ours, cross-entropy;
 * `erm`: our `stgcn` in `Recognizer`, cross-entropy;
 * `tfam`, `girl`, `full`: ours with TFAM (placed as the trainer places it), with GIRL, with both,
-  built by `piumr_skel.build.build_model` / `build_loss` from a `TrainConfig`; the loss is the
-  trainer's own objective (`piumr_skel.losses.TrainLoss`).
+  built by `piumr_skel.engine.build.build_model` / `build_loss` from a `TrainConfig`; the loss is the
+  trainer's own objective (`piumr_skel.engine.losses.TrainLoss`).
 
 After warm-up steps, each round runs every variant once, in an order rotated from round to round
 (ABCDE, BCDEA, ...), so machine load and caches hit all variants alike; medians are reported.
@@ -35,12 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from piumr_skel import engine
-from piumr_skel.config import TrainConfig
-from piumr_skel.graph import Graph
-from piumr_skel.layouts import get_layout
-from piumr_skel.build import build_loss, build_model
-from piumr_skel.losses import Batch, TrainLoss
+from piumr_skel.engine import runtime as engine
+from piumr_skel.engine.config import TrainConfig
+from piumr_skel.skeleton.graph import Graph
+from piumr_skel.skeleton.layouts import get_layout
+from piumr_skel.engine.build import build_loss, build_model
+from piumr_skel.engine.losses import Batch, TrainLoss
 
 TARGET_RATIO = 1.0       # ours / reference samples per second
 TARGET_OVERHEAD = 1.25   # full / ERM step time
@@ -52,7 +52,7 @@ class ReferenceGraphConv(nn.Module):
     """ST-GCN spatial graph conv written per subset: y = Σ_k (W_k x) A_k.
 
     One 1×1 conv per adjacency subset, each followed by a matmul with A_k (V, V) over the joint axis,
-    summed over k. A[k, src, dst] as in piumr_skel.graph. (N, C_in, T, V) -> (N, C_out, T, V).
+    summed over k. A[k, src, dst] as in piumr_skel.skeleton.graph. (N, C_in, T, V) -> (N, C_out, T, V).
     """
 
     def __init__(self, in_channels: int, out_channels: int, num_subsets: int) -> None:
@@ -209,8 +209,8 @@ def _reference_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tenso
 
 def _our_step(model: nn.Module, objective: TrainLoss, opt: torch.optim.Optimizer,
               x: torch.Tensor, y: torch.Tensor, device: torch.device, amp: bool) -> Callable[[], None]:
-    """The body of the trainer's inner loop (piumr_skel.train), with the trainer's own objective
-    (`piumr_skel.losses.TrainLoss`), minus logging. GIRL v2's epoch groups: a fixed balanced split
+    """The body of the trainer's inner loop (piumr_skel.engine.train), with the trainer's own objective
+    (`piumr_skel.engine.losses.TrainLoss`), minus logging. GIRL v2's epoch groups: a fixed balanced split
     of the batch, with the variance term at full weight (past the ramp)."""
     n = y.shape[0]
     batch = Batch(x=x, y=y, index=torch.arange(n), subject=torch.arange(n, device=y.device) % 4,

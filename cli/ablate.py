@@ -6,8 +6,8 @@ from pathlib import Path
 import click
 
 from cli.train import config_options
-from piumr_skel.ablate import DEFAULT_VARIANTS, SYNTH_PRESETS, VARIANTS, AblationError
-from piumr_skel.config import ConfigError
+from piumr_skel.tools.ablate import DEFAULT_VARIANTS, SYNTH_PRESETS, VARIANTS, AblationError
+from piumr_skel.engine.config import ConfigError
 
 
 @click.command("ablate")
@@ -40,7 +40,7 @@ def ablate_cmd(out: Path, config: str | None, seeds: str | None, synthetic: str 
     finished yet. Training options (--epochs, --backbone, --device, ...) apply to every run;
     --tfam/--girl/--girl-version/--aug-person, --fold, --seed and --name are set by the ablation.
     """
-    from piumr_skel.ablate import make_spec, run_ablation
+    from piumr_skel.tools.ablate import make_spec, run_ablation
 
     try:
         spec = make_spec(out, config=config, overrides=overrides, seeds=seeds, grouping_study=grouping_study,

@@ -1,4 +1,4 @@
-"""`piumr compare`: a thin click wrapper over piumr_skel.compare.compare_runs."""
+"""`piumr compare`: a thin click wrapper over piumr_skel.tools.compare.compare_runs."""
 from __future__ import annotations
 
 import click
@@ -42,7 +42,7 @@ def compare_cmd(runs, out, split, names, fuse, published, device):
     Runs on different splits or class sets are refused. A run without predictions_<split>.csv and
     scores_<split>.npy is evaluated first.
     """
-    from piumr_skel.compare import CompareError, compare_runs
+    from piumr_skel.tools.compare import CompareError, compare_runs
 
     name_list = [n.strip() for n in names.split(",")] if names else None
     if name_list is not None and len(name_list) != len(runs):
@@ -67,8 +67,8 @@ def compare_cmd(runs, out, split, names, fuse, published, device):
 def ensemble_cmd(runs, split, weights, out, device):
     """Late-fuse runs of different streams (same split, same classes) with weights, and score
     each run and the ensemble on their shared clips."""
-    from piumr_skel.compare import CompareError
-    from piumr_skel.ensemble import ensemble_runs
+    from piumr_skel.tools.compare import CompareError
+    from piumr_skel.tools.ensemble import ensemble_runs
 
     try:
         w = [float(x) for x in weights.split(",")] if weights else None

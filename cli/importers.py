@@ -1,5 +1,5 @@
 """`piumr import pyskl|mmn` and `piumr export --format pyskl`: thin click wrappers over
-piumr_skel.importers."""
+piumr_skel.tools.importers."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,7 +21,7 @@ def _report(result) -> None:
 
 
 def _run(func, *args, **kwargs):
-    from piumr_skel.importers import ImportFormatError
+    from piumr_skel.tools.importers import ImportFormatError
     from pose_extract import StoreError
 
     try:
@@ -41,7 +41,7 @@ def import_group() -> None:
 @click.option("-o", "--out", "store", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="store folder to create (or resume)")
 @click.option("--layout", default=None,
-              help="layout name in piumr_skel.layouts [default: from V: 17 coco17, 18 openpose18, "
+              help="layout name in piumr_skel.skeleton.layouts [default: from V: 17 coco17, 18 openpose18, "
                    "28 openpose28]")
 @click.option("--fps", default=30.0, show_default=True, help="frame rate recorded for every clip")
 @click.option("--person", type=click.Choice(["best", "first"]), default="best", show_default=True,
@@ -49,7 +49,7 @@ def import_group() -> None:
 def import_pyskl_cmd(file: Path, store: Path, layout: str | None, fps: float, person: str) -> None:
     """PYSKL annotation pickle FILE (NTU 2D, Kinetics, FineGYM, PCAN MA-52 OpenPose-28, PYSKL's
     custom_2d_skeleton.py output). Annotations without a label go to STORE/test_list.csv."""
-    from piumr_skel.importers import import_pyskl
+    from piumr_skel.tools.importers import import_pyskl
 
     _report(_run(import_pyskl, file, store, layout=layout, fps=fps, person=person))
 
@@ -72,7 +72,7 @@ def import_mmn_cmd(data: Path, label: Path, store: Path, layout: str | None, spl
                    width: int, height: int, fps: float, person: str) -> None:
     """MMN MA-52 release: DATA = {split}_data.pkl ({"annotations": [...]}, Halpe-136 or its
     44-point subset), LABEL = {split}_label.pkl ([{file_name, label}, ...])."""
-    from piumr_skel.importers import import_mmn
+    from piumr_skel.tools.importers import import_mmn
 
     _report(_run(import_mmn, data, label, store, layout=layout, split=split, width=width,
                  height=height, fps=fps, person=person))
@@ -100,7 +100,7 @@ def import_landmarks_cmd(file: Path, store: Path, label_key: str, subject_key: s
     """MediaPipe Holistic landmarks FILE.npz: data (F, 75, C) = pose 33 + left hand 21 + right
     hand 21, lengths (N,), a label and a subject key, optional fps. Read it with --layout
     mp_holistic or mp_pose."""
-    from piumr_skel.landmarks import import_landmarks
+    from piumr_skel.tools.landmarks import import_landmarks
 
     result = _run(import_landmarks, file, store, label_key=label_key, subject_key=subject_key,
                   units=units, width=width, height=height, fps=fps, clip_prefix=clip_prefix,
@@ -129,7 +129,7 @@ def export_cmd(store: Path, fmt: str, out: Path, labels: Path | None, split: Pat
     """Export a STORE (imported, or from `piumr extract`) to a PYSKL annotation pickle that
     PYSKL's and MMAction2's PoseDataset load: a bare list without splits, else {split,
     annotations}; clips without a label have no 'label'."""
-    from piumr_skel.importers import export_pyskl
+    from piumr_skel.tools.importers import export_pyskl
 
     try:
         path = _run(export_pyskl, store, out, labels=labels, split=split, layout=layout)

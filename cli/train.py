@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from piumr_skel.config import ConfigError, TrainConfig, load_config
+from piumr_skel.engine.config import ConfigError, TrainConfig, load_config
 
 _HELP = {
     "store": "keypoint store (skeleton) or video folder (rgb)",
@@ -71,7 +71,7 @@ def _load(config: str | None, overrides: dict) -> TrainConfig:
 @config_options
 def train_cmd(config, resume, extend_epochs, **overrides):
     """Train a backbone + TFAM + GIRL into artifacts/runs/<recipe>/."""
-    from piumr_skel.train import DivergenceError, RunExistsError, train
+    from piumr_skel.engine.train import DivergenceError, RunExistsError, train
 
     cfg = _load(config, overrides)
     try:
@@ -93,7 +93,7 @@ def train_cmd(config, resume, extend_epochs, **overrides):
 @click.option("-o", "--out", default=None, help="output folder (default: the run folder)")
 def eval_cmd(run, split, store, labels, device, out):
     """Print and save every MA-52 metric and the per-subject robustness of a run or checkpoint."""
-    from piumr_skel.evaluate import evaluate_run
+    from piumr_skel.engine.evaluate import evaluate_run
 
     try:
         evaluate_run(run, split=split, device=device, store=store, labels=labels, out_dir=out)
@@ -116,7 +116,7 @@ def eval_cmd(run, split, store, labels, device, out):
 def predict_cmd(run, store, test_list, out, device, allow_missing, body_from):
     """Write the Codabench prediction.csv (top-5 action and body), one row per clip of a test list;
     a clip missing from the store is an error unless --allow-missing."""
-    from piumr_skel.evaluate import predict_run
+    from piumr_skel.engine.evaluate import predict_run
 
     try:
         path = predict_run(run, out=out, store=store, test_list=test_list, device=device,
@@ -135,7 +135,7 @@ def predict_cmd(run, store, test_list, out, device, allow_missing, body_from):
               help="a seconds-long smoke run (tiny model, 48 clips) that checks the install; learns little")
 def demo_cmd(out, epochs, device, seed, quick):
     """The whole pipeline on the built-in synthetic sample: generate, train on some people, test on others."""
-    from piumr_skel.demo import run_demo
+    from piumr_skel.tools.demo import run_demo
 
     if epochs is not None and epochs < 1:
         raise click.BadParameter(f"must be >= 1 (got {epochs})", param_hint="--epochs")

@@ -26,7 +26,7 @@ import click
 def viz_cmd(store: Path, clip: str, video: Path | None, layout: str | None, out: Path,
             frame: int | None, sheet: int, scale: float, min_score: float | None) -> None:
     """Render clip CLIP of keypoint store STORE."""
-    from piumr_skel.viz import render
+    from piumr_skel.tools.viz import render
 
     try:
         path = render(store, clip, out, video=video, layout=layout, frame=frame, sheet=sheet,

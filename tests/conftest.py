@@ -27,7 +27,7 @@ class TinyStore(NamedTuple):
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> TinyStore:
     """6 synthetic people × 6 clips of 4 classes: enough for a 3-fold subject-disjoint split."""
-    from piumr_skel.synth import generate_store
+    from piumr_skel.tools.synth import generate_store
 
     root = tmp_path_factory.mktemp("tiny_store")
     res = generate_store(root / "store", num_subjects=6, clips_per_subject=6, num_classes=4, seed=0,
@@ -80,8 +80,8 @@ class RealSplit(NamedTuple):
 @pytest.fixture()
 def real_split(tmp_path: Path) -> RealSplit:
     """The real clips' MA-52 classes (read off the videos) as a labels CSV, and a file split of them."""
-    from piumr_skel.labels import MA52_CLASSES
-    from piumr_skel.splits import write_split
+    from piumr_skel.data.labels import MA52_CLASSES
+    from piumr_skel.data.splits import write_split
 
     names = {"0030_01_0002": "shaking body", "0078_01_0005": "turning around",
              "0019_02_0078": "nodding", "0010_02_0101": "turning head"}

@@ -12,8 +12,8 @@ import yaml
 from click.testing import CliRunner
 
 from cli.ablate import ablate_cmd
-from piumr_skel import ablate
-from piumr_skel.ablate import (AblationError, make_spec, paired_test, parse_seeds, parse_variants, plan_runs,
+from piumr_skel.tools import ablate
+from piumr_skel.tools.ablate import (AblationError, make_spec, paired_test, parse_seeds, parse_variants, plan_runs,
                                summary_table)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -231,8 +231,8 @@ def test_prepare_synthetic_reuses_and_refuses_other_settings(tmp_path: Path) -> 
 # ----------------------------------------------------------------------------- driver with stand-ins
 def test_driver_records_failures_and_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """train/evaluate replaced by stand-ins: a failing run is reported, the others still make the table."""
-    import piumr_skel.evaluate as evaluate_mod
-    import piumr_skel.train as train_mod
+    import piumr_skel.engine.evaluate as evaluate_mod
+    import piumr_skel.engine.train as train_mod
 
     top1 = {"erm": 40.0, "tfam": 45.0, "girl": 42.0, "full": 50.0}
     calls: list[str] = []
@@ -300,7 +300,7 @@ def _mtimes(runs: Path) -> dict[str, int]:
 
 def test_ablate_end_to_end_resume_and_grouping_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """2 folds × 1 seed × 4 variants on tiny synthetic people, through the CLI; then resume + grouping study."""
-    import piumr_skel.plots as plots_mod
+    import piumr_skel.engine.plots as plots_mod
 
     # The 52-class confusion matrices that evaluate_run draws cost seconds per run on a loaded
     # 2-core machine and are not what this test is about.
@@ -363,7 +363,7 @@ def test_ablate_end_to_end_resume_and_grouping_study(tmp_path: Path, monkeypatch
 
 def test_recipe_check_reads_keys_added_since_a_run_as_their_defaults(tmp_path: Path) -> None:
     """A finished run whose config.yaml predates a new option (absent = its default) still counts as done."""
-    from piumr_skel.config import TrainConfig, make_config
+    from piumr_skel.engine.config import TrainConfig, make_config
 
     cfg = make_config({"name": "erm_f0_s0", "out_dir": str(tmp_path)})
     run = ablate.AblationRun("erm", 0, 0, cfg)
@@ -380,7 +380,7 @@ def test_recipe_check_reads_keys_added_since_a_run_as_their_defaults(tmp_path: P
 
 def _legacy_run(tmp_path: Path, key: str, seed: int, **values) -> ablate.AblationRun:
     """A run folder whose config.yaml predates girl_version and split_seed (GIRL v1, folds from its seed)."""
-    from piumr_skel.config import make_config
+    from piumr_skel.engine.config import make_config
 
     planned = make_config({**ablate.VARIANTS[key].overrides, "name": f"{key}_f0_s{seed}", "seed": seed,
                            "out_dir": str(tmp_path)})

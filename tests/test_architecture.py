@@ -1,8 +1,9 @@
 """The direction of imports, read from the source with `ast` (module-level and function-level imports).
 
 The library never imports `cli/`; `pose_extract/` never imports `piumr_skel/`; the `piumr_skel`
-modules form no import cycle; and no module imports from a layer above its own (LAYERS below, the
-same list as docs/ARCHITECTURE.md). A new module gets a layer here, or this test names it.
+modules form no import cycle; no subpackage imports from a layer above its own, nor an `engine/`
+module from one above its own (LAYERS and INNER_LAYERS below, the same lists as
+docs/ARCHITECTURE.md). A new subpackage or engine module gets a layer here, or this test names it.
 """
 from __future__ import annotations
 
@@ -12,17 +13,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("piumr_skel", "pose_extract", "cli")
 
-# Lowest first. A module may import from its own layer and the layers below it. Entries are the
-# top-level modules and subpackages of piumr_skel/ (a subpackage counts as one unit).
+# Lowest first. A unit may import from its own layer and the layers below it. The units are the
+# subpackages of piumr_skel/ (a subpackage counts as one unit); within a subpackage named in
+# INNER_LAYERS, its modules are layered the same way.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("layouts", "graph", "transforms", "labels", "metrics"),                    # skeleton, labels, scores
-    ("data", "splits", "models", "model", "rgb", "tfam", "girl", "plots"),     # data, networks, method parts
-    ("config", "data_setup", "losses", "runguard"),                            # a run's description
-    ("build", "checkpoint", "engine"),                                         # building and running a model
-    ("evaluate",),
-    ("train",),
-    ("ablate", "compare", "ensemble", "demo", "reference", "viz", "importers", "landmarks", "synth"),
+    ("skeleton",),          # layouts, graph
+    ("data",),              # labels, splits, transforms, the clip cache and dataset
+    ("method",),            # TFAM, GIRL: the Recognizer and the RGB variant plug TFAM in
+    ("models", "rgb"),      # backbones and the Recognizer; the RGB variant
+    ("engine",),            # config, run data, builders, objective, checkpoints, train, evaluate
+    ("tools",),             # ablations, comparisons, fusion, demo, importers, drawing, synthetic data
 )
+INNER_LAYERS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "engine": (
+        ("metrics", "plots"),                                    # scores and figures
+        ("config", "data_setup", "losses", "runguard"),          # a run's description
+        ("build", "checkpoint", "runtime"),                      # building and running a model
+        ("evaluate",),
+        ("train",),
+    ),
+}
 
 
 def _modules() -> dict[str, Path]:
@@ -130,14 +140,28 @@ def test_no_import_cycle_among_piumr_skel_modules() -> None:
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
+def _layer_check(layers: tuple[tuple[str, ...], ...], unit_of, inside) -> list[str]:
+    """Problems among the modules for which inside(module) holds, each belonging to the unit
+    unit_of(module): units without a layer, layer entries without a unit, upward imports."""
+    layer = {unit: i for i, units in enumerate(layers) for unit in units}
+    units = {unit_of(m) for m in MODULES if inside(m)}
+    problems = [f"units without a layer: {sorted(units - set(layer))}"] if units - set(layer) else []
+    problems += [f"layer entries that name no unit: {sorted(set(layer) - units)}"] if set(layer) - units else []
+    problems += [f"{_where(m, line)}: {m} (layer {layer[unit_of(m)]}) imports {t} (layer {layer[unit_of(t)]})"
+                 for m, edges in GRAPH.items() if inside(m) and unit_of(m) in layer
+                 for t, line in edges if inside(t) and unit_of(t) in layer
+                 and layer[unit_of(t)] > layer[unit_of(m)]]
+    return problems
+
+
 def test_no_import_from_a_lower_layer_to_a_higher_one() -> None:
-    layer = {unit: i for i, units in enumerate(LAYERS) for unit in units}
-    units = {m.split(".")[1] for m in MODULES if m.startswith("piumr_skel.")}
-    assert not units - set(layer), f"piumr_skel units without a layer in LAYERS: {sorted(units - set(layer))}"
-    assert not set(layer) - units, f"LAYERS names units that do not exist: {sorted(set(layer) - units)}"
-    upward = [f"{_where(m, line)}: {m} (layer {layer[m.split('.')[1]]}) imports {t} "
-              f"(layer {layer[t.split('.')[1]]})"
-              for m, edges in GRAPH.items() if m.startswith("piumr_skel.")
-              for t, line in edges if t.startswith("piumr_skel.")
-              and layer[t.split(".")[1]] > layer[m.split(".")[1]]]
-    assert not upward, "imports from a lower layer to a higher one:\n" + "\n".join(upward)
+    problems = _layer_check(LAYERS, lambda m: m.split(".")[1], lambda m: m.startswith("piumr_skel."))
+    assert not problems, "LAYERS of piumr_skel:\n" + "\n".join(problems)
+
+
+def test_no_import_from_a_lower_layer_to_a_higher_one_inside_a_subpackage() -> None:
+    problems = []
+    for package, layers in INNER_LAYERS.items():
+        prefix = f"piumr_skel.{package}."
+        problems += _layer_check(layers, lambda m: m.split(".")[2], lambda m, p=prefix: m.startswith(p))
+    assert not problems, "INNER_LAYERS:\n" + "\n".join(problems)

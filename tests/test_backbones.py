@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from piumr_skel.graph import Graph
-from piumr_skel.model import Recognizer
+from piumr_skel.skeleton.graph import Graph
+from piumr_skel.models.recognizer import Recognizer
 from piumr_skel.models import (PygSpatialGraphConv, SpatialGraphConv, create_backbone, register_backbone,
                                stage_plan)
-from piumr_skel.tfam import TFAM
+from piumr_skel.method.tfam import TFAM
 
 TINY = dict(base_channels=8, num_blocks=3)
 
@@ -79,7 +79,7 @@ def test_stgcn_pyg_impl_same_logits():
 
 
 class StandInTFAM(nn.Module):
-    """Same forward signature as piumr_skel.tfam.TFAM: (N, C, T, V) -> (y, loss dict)."""
+    """Same forward signature as piumr_skel.method.tfam.TFAM: (N, C, T, V) -> (y, loss dict)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()

@@ -57,8 +57,8 @@ def _train_options(recipe: dict) -> list[str]:
 def env(tiny_store, tmp_path_factory) -> Env:
     import cv2
 
-    from piumr_skel.config import make_config
-    from piumr_skel.train import train
+    from piumr_skel.engine.config import make_config
+    from piumr_skel.engine.train import train
     from pose_extract import open_store
 
     root = tmp_path_factory.mktemp("bad")
@@ -99,7 +99,7 @@ def _hold_store(env: Env, mp: pytest.MonkeyPatch, stack: contextlib.ExitStack) -
 
 
 def _hold_run(env: Env, mp: pytest.MonkeyPatch, stack: contextlib.ExitStack) -> None:
-    from piumr_skel.runguard import LOCK_FILE
+    from piumr_skel.engine.runguard import LOCK_FILE
     from pose_extract.locking import exclusive_lock
 
     stack.enter_context(exclusive_lock(env.run / LOCK_FILE, "a running training"))

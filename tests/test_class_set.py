@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from piumr_skel.config import make_config
-from piumr_skel.data_setup import class_names_for
-from piumr_skel.labels import MA52_CLASSES
-from piumr_skel.metrics import score_split
+from piumr_skel.engine.config import make_config
+from piumr_skel.engine.data_setup import class_names_for
+from piumr_skel.data.labels import MA52_CLASSES
+from piumr_skel.engine.metrics import score_split
 
 
 def _csv(path: Path, labels: list[int]) -> Path:
@@ -36,7 +36,7 @@ def test_ma52_lists_keep_the_ma52_names(tmp_path):
 
 
 def test_a_label_beyond_the_names_file_is_an_error(tmp_path, monkeypatch):
-    from piumr_skel import data_setup
+    from piumr_skel.engine import data_setup
 
     (tmp_path / "label_name.txt").write_text("0\tA\n1\tB\n")
     cfg = make_config({"labels": str(_csv(tmp_path / "labels.csv", [0, 1, 2])), "store": str(tmp_path)})

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import _COMMAND_MODULES, cli
-from piumr_skel.config import TrainConfig
+from piumr_skel.engine.config import TrainConfig
 
 EXPECTED_CORE = {"extract", "train", "eval", "predict", "demo"}
 

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from piumr_skel.compare import (CompareError, PUBLISHED_MA52, align_runs, check_compatible, compare_runs,
+from piumr_skel.tools.compare import (CompareError, PUBLISHED_MA52, align_runs, check_compatible, compare_runs,
                                 late_fusion, load_run, mcnemar)
-from piumr_skel.config import make_config, save_config
-from piumr_skel.metrics import ma52_metrics, subject_robustness
-from piumr_skel.splits import write_split
+from piumr_skel.engine.config import make_config, save_config
+from piumr_skel.engine.metrics import ma52_metrics, subject_robustness
+from piumr_skel.data.splits import write_split
 
 SHARED_MA52 = Path(__file__).resolve().parents[2] / "shared" / "ma52"
 
@@ -231,7 +231,7 @@ def test_bad_run_folders_give_clear_errors(tmp_path: Path):
 def test_cli_end_to_end_on_two_tiny_trained_runs(tiny_recipe_factory, tmp_path: Path):
     """ERM vs TFAM + GIRL, 1 epoch each on the tiny synthetic store, compared through the CLI."""
     from cli.compare import compare_cmd
-    from piumr_skel.train import train
+    from piumr_skel.engine.train import train
 
     runs = []
     for name, on in (("erm", False), ("full", True)):
@@ -278,7 +278,7 @@ def test_real_rgb_and_skeleton_runs_compare_into_one_report(real_split, tmp_path
         pytest.skip(f"real MA-52 clips not found in {SHARED_MA52 / 'videos'} (../shared is absent)")
     from cli.compare import compare_cmd
     from pose_extract import extract_videos
-    from piumr_skel.train import train
+    from piumr_skel.engine.train import train
 
     videos = SHARED_MA52 / "videos"
     labels_csv, split_json = real_split.labels, real_split.split

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from piumr_skel.config import FIELDS, ConfigError, TrainConfig, load_config, make_config, save_config
-from piumr_skel.layouts import LAYOUTS
+from piumr_skel.engine.config import FIELDS, ConfigError, TrainConfig, load_config, make_config, save_config
+from piumr_skel.skeleton.layouts import LAYOUTS
 from piumr_skel.models import BACKBONES
 
 

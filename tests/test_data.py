@@ -1,4 +1,4 @@
-"""Tests for piumr_skel.data: clip cache, dataset determinism, loaders."""
+"""Tests for piumr_skel.data.dataset: clip cache, dataset determinism, loaders."""
 from __future__ import annotations
 
 import json
@@ -9,15 +9,15 @@ import pytest
 import torch
 
 import pose_extract as pe
-from piumr_skel import layouts
-from piumr_skel.data import (
+from piumr_skel.skeleton import layouts
+from piumr_skel.data.dataset import (
     AugmentConfig,
     CacheMismatchError,
     ClipCache,
     SkeletonDataset,
     make_loader,
 )
-from piumr_skel.transforms import normalize_clip, to_stream
+from piumr_skel.data.transforms import normalize_clip, to_stream
 from toy_layout import TOY, ToyLayout  # tests/toy_layout.py
 
 
@@ -95,7 +95,7 @@ def test_dataset_shapes_and_streams(toy_cache: ClipCache):
     assert x1.shape == (3, 16, TOY.num_joints)
     assert (x1[:2, -1] == 0).all()
     clip = toy_cache[toy_cache.clip_ids[2]]
-    from piumr_skel.transforms import uniform_sample
+    from piumr_skel.data.transforms import uniform_sample
 
     rows = uniform_sample(len(clip), 16, train=False)[0]
     expected = to_stream(np.asarray(clip[rows]), TOY, "joint_motion", channels_last=True)

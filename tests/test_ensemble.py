@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from piumr_skel.compare import weighted_fusion
+from piumr_skel.tools.compare import weighted_fusion
 from test_compare import fake_run, softmax  # tests/ is on sys.path under pytest
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from piumr_skel.girl import (GIRLoss, group_softmax, kmeans, margins, merge_small_groups,
+from piumr_skel.method.girl import (GIRLoss, group_softmax, kmeans, margins, merge_small_groups,
                              style_descriptor)
 
 

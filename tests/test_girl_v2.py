@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from piumr_skel.config import make_config
-from piumr_skel.girl import GIRLossV2, assign_epoch_groups, boundary_weights, input_descriptors, margins
-from piumr_skel.losses import Batch, TrainLoss, ramp
+from piumr_skel.engine.config import make_config
+from piumr_skel.method.girl import GIRLossV2, assign_epoch_groups, boundary_weights, input_descriptors, margins
+from piumr_skel.engine.losses import Batch, TrainLoss, ramp
 
 
 def _batch(n: int = 24, k: int = 5, seed: int = 0):
@@ -88,7 +88,7 @@ def test_epoch_groups_are_a_pure_function_of_descriptors_seed_and_epoch():
 
 
 def test_input_descriptors_separate_people_by_physique():
-    from piumr_skel.layouts import get_layout
+    from piumr_skel.skeleton.layouts import get_layout
 
     layout = get_layout("coco17")
     rng = np.random.default_rng(0)
@@ -108,7 +108,7 @@ def test_input_descriptors_separate_people_by_physique():
 def test_objective_is_plain_ce_in_warmup_then_ramps_lambda():
     cfg = make_config({"girl": True, "tfam": False, "girl_version": 2, "girl_warmup": 2, "girl_ramp": 4,
                        "epochs": 10, "girl_num_groups": 4})
-    from piumr_skel.build import build_loss
+    from piumr_skel.engine.build import build_loss
 
     objective = build_loss(cfg)
     assert isinstance(objective, TrainLoss)
@@ -123,7 +123,7 @@ def test_objective_is_plain_ce_in_warmup_then_ramps_lambda():
 
 
 def test_v1_groupings_are_refused_for_v2_and_back():
-    from piumr_skel.config import ConfigError
+    from piumr_skel.engine.config import ConfigError
 
     with pytest.raises(ConfigError, match="girl_groups"):
         make_config({"girl_version": 2, "girl_groups": "kmeans"})

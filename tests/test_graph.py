@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from piumr_skel.graph import Graph, hop_distance
-from piumr_skel.layouts import LAYOUTS, get_layout
+from piumr_skel.skeleton.graph import Graph, hop_distance
+from piumr_skel.skeleton.layouts import LAYOUTS, get_layout
 from piumr_skel.models.stgcn import SpatialGraphConv
 
 

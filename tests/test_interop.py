@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from cli.importers import export_cmd, import_group
-from piumr_skel.importers import ImportFormatError, export_pyskl, import_mmn, import_pyskl
-from piumr_skel.labels import match_store, read_labels
-from piumr_skel.layouts import HALPE44_INDICES, MP_POSE_NAMES, get_layout
+from piumr_skel.tools.importers import ImportFormatError, export_pyskl, import_mmn, import_pyskl
+from piumr_skel.data.labels import match_store, read_labels
+from piumr_skel.skeleton.layouts import HALPE44_INDICES, MP_POSE_NAMES, get_layout
 from pose_extract import open_store
 
 ANN_KEYS = {"frame_dir", "img_shape", "original_shape", "total_frames", "keypoint", "keypoint_score"}
@@ -173,7 +173,7 @@ def test_frame_dir_with_folders_round_trips_and_labels_match_store(tmp_path):
 
 @pytest.fixture(scope="module")
 def mp_store(tmp_path_factory):
-    from piumr_skel.synth import generate_store
+    from piumr_skel.tools.synth import generate_store
 
     root = tmp_path_factory.mktemp("mp")
     res = generate_store(root / "store", num_subjects=1, clips_per_subject=2, num_classes=2, seed=0,
@@ -306,8 +306,8 @@ def test_cli_import_mmn_reports_skipped(tmp_path):
 
 @pytest.fixture(scope="module")
 def run_and_store(tiny_recipe_in, tiny_store, tmp_path_factory):
-    from piumr_skel.config import make_config
-    from piumr_skel.train import train
+    from piumr_skel.engine.config import make_config
+    from piumr_skel.engine.train import train
 
     out = tmp_path_factory.mktemp("interop_run")
     return train(make_config(tiny_recipe_in(out / "runs", epochs=1)), echo=lambda *a, **k: None), tiny_store
@@ -322,8 +322,8 @@ def _test_list(tiny_store, path: Path, extra: list[str]) -> list[str]:
 
 @pytest.mark.slow
 def test_predict_refuses_missing_clips_unless_allowed(run_and_store, tmp_path):
-    from piumr_skel.evaluate import predict_run
-    from piumr_skel.labels import body_of_action
+    from piumr_skel.engine.evaluate import predict_run
+    from piumr_skel.data.labels import body_of_action
 
     run, tiny_store = run_and_store
     chosen = _test_list(tiny_store, tmp_path / "t.txt", ["test0000.mp4", "test0001.mp4"])

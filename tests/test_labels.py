@@ -1,4 +1,4 @@
-"""Tests for piumr_skel.labels: list/CSV readers, class names, body mapping, store matching."""
+"""Tests for piumr_skel.data.labels: list/CSV readers, class names, body mapping, store matching."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from piumr_skel.labels import (
+from piumr_skel.data.labels import (
     BODY_CLASSES,
     MA52_CLASSES,
     body_of_action,

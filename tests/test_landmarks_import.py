@@ -43,7 +43,7 @@ def _invoke(file: Path, out: Path, *extra: str):
 
 
 def test_round_trip_values_labels_subjects(tmp_path):
-    from piumr_skel.labels import read_class_names, read_labels
+    from piumr_skel.data.labels import read_class_names, read_labels
     from pose_extract import open_store
 
     arrays = _arrays()
@@ -89,7 +89,7 @@ def test_round_trip_values_labels_subjects(tmp_path):
 
 
 def test_image_units_integer_labels_and_defaults(tmp_path):
-    from piumr_skel.labels import read_class_names, read_labels
+    from piumr_skel.data.labels import read_class_names, read_labels
     from pose_extract import open_store
 
     arrays = _arrays(C=3)
@@ -113,7 +113,7 @@ def test_image_units_integer_labels_and_defaults(tmp_path):
 
 
 def test_cache_reads_the_store_with_mediapipe_layouts(tmp_path):
-    from piumr_skel.data import ClipCache
+    from piumr_skel.data.dataset import ClipCache
 
     out = tmp_path / "store"
     assert _invoke(_write(tmp_path, _arrays()), out).exit_code == 0
@@ -213,7 +213,7 @@ def test_real_signs_slice(tmp_path):
     """Ten clips of ../shared/signs_dev: import, then build the mp_holistic clip cache."""
     if not SIGNS.is_file():
         pytest.skip(f"../shared/signs_dev not found ({SIGNS}): real-data check skipped")
-    from piumr_skel.data import ClipCache
+    from piumr_skel.data.dataset import ClipCache
 
     with np.load(SIGNS) as z:
         src = {k: z[k] for k in z.files}

@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from piumr_skel.layouts import LAYOUTS, Layout, assemble, get_layout
+from piumr_skel.skeleton.layouts import LAYOUTS, Layout, assemble, get_layout
 
 EXPECTED_V = {"mp_pose": 35, "mp_holistic": 77, "mp_holistic_face": 101, "coco17": 17, "openpose18": 18, "openpose28": 28,
               "halpe136": 136, "halpe44": 44}
@@ -135,7 +135,7 @@ def test_halpe136_follows_alphapose_order():
 
 
 def test_halpe44_is_the_halpe136_subset_mmn_indexes():
-    from piumr_skel.layouts import HALPE44_INDICES
+    from piumr_skel.skeleton.layouts import HALPE44_INDICES
 
     lay, full = get_layout("halpe44"), get_layout("halpe136")
     assert list(HALPE44_INDICES) == sorted(HALPE44_INDICES) and len(HALPE44_INDICES) == 44

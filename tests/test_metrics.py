@@ -1,4 +1,4 @@
-"""Tests for piumr_skel.metrics against scikit-learn, plus robustness, Codabench export and tables."""
+"""Tests for piumr_skel.engine.metrics against scikit-learn, plus robustness, Codabench export and tables."""
 from __future__ import annotations
 
 import csv
@@ -10,8 +10,8 @@ import pytest
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn is the test oracle")
 
-from piumr_skel.labels import body_of_action  # noqa: E402
-from piumr_skel.metrics import (  # noqa: E402
+from piumr_skel.data.labels import body_of_action  # noqa: E402
+from piumr_skel.engine.metrics import (  # noqa: E402
     body_scores,
     confusion_matrix,
     f1_score,

@@ -1,4 +1,4 @@
-"""Tests for piumr_skel.plots: every figure writes a non-empty PNG, and bad input is refused."""
+"""Tests for piumr_skel.engine.plots: every figure writes a non-empty PNG, and bad input is refused."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from piumr_skel.labels import MA52_CLASSES
-from piumr_skel.metrics import per_class_accuracy, per_subject_accuracy
-from piumr_skel.plots import (
+from piumr_skel.data.labels import MA52_CLASSES
+from piumr_skel.engine.metrics import per_class_accuracy, per_subject_accuracy
+from piumr_skel.engine.plots import (
     plot_confusion_matrix,
     plot_per_class_change,
     plot_per_class_difference,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from piumr_skel.data import ClipCache
+from piumr_skel.data.dataset import ClipCache
 from test_data import _pose_clip, _store_api, _write_store  # tests/test_data.py
 
 # ---------------------------------------------------------------------------- clip cache
@@ -158,8 +158,8 @@ def test_merge_into_a_store_being_written_is_refused(tmp_path: Path) -> None:
 @pytest.fixture()
 def trained(tiny_recipe_factory):
     """A finished 1-epoch tiny run: (recipe, run folder)."""
-    from piumr_skel.config import make_config
-    from piumr_skel.train import train
+    from piumr_skel.engine.config import make_config
+    from piumr_skel.engine.train import train
 
     recipe = tiny_recipe_factory(name="guarded", girl=False)
     return recipe, train(make_config(recipe), echo=lambda s: None)
@@ -172,9 +172,9 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 def test_resume_with_another_seed_is_refused_before_anything_is_written(trained) -> None:
     """Issue 10 item 1: --resume --seed 8 used to train on another split and overwrite config.yaml."""
-    from piumr_skel.config import make_config
-    from piumr_skel.runguard import RunGuardError
-    from piumr_skel.train import train
+    from piumr_skel.engine.config import make_config
+    from piumr_skel.engine.runguard import RunGuardError
+    from piumr_skel.engine.train import train
 
     recipe, run = trained
     before = _snapshot(run)
@@ -186,8 +186,8 @@ def test_resume_with_another_seed_is_refused_before_anything_is_written(trained)
 
 
 def test_resume_may_change_workers_and_device_and_extend_epochs_explicitly(trained) -> None:
-    from piumr_skel.config import make_config
-    from piumr_skel.train import train
+    from piumr_skel.engine.config import make_config
+    from piumr_skel.engine.train import train
 
     recipe, run = trained
     said: list[str] = []
@@ -201,9 +201,9 @@ def test_resume_may_change_workers_and_device_and_extend_epochs_explicitly(train
 
 def test_two_trainings_into_one_run_folder_refuse(trained) -> None:
     """Issue 10 item 5: the second `piumr train` into a folder another one trains in stops at once."""
-    from piumr_skel.config import make_config
-    from piumr_skel.runguard import LOCK_FILE, RunGuardError
-    from piumr_skel.train import train
+    from piumr_skel.engine.config import make_config
+    from piumr_skel.engine.runguard import LOCK_FILE, RunGuardError
+    from piumr_skel.engine.train import train
     from pose_extract.locking import exclusive_lock
 
     recipe, run = trained
@@ -214,8 +214,8 @@ def test_two_trainings_into_one_run_folder_refuse(trained) -> None:
 
 
 def test_failed_train_on_a_bad_store_leaves_no_run_folder(tiny_recipe_factory, tmp_path: Path) -> None:
-    from piumr_skel.config import make_config
-    from piumr_skel.train import train
+    from piumr_skel.engine.config import make_config
+    from piumr_skel.engine.train import train
     from pose_extract import StoreError
 
     recipe = {**tiny_recipe_factory(name="never", girl=False), "store": str(tmp_path / "nope")}
@@ -227,7 +227,7 @@ def test_failed_train_on_a_bad_store_leaves_no_run_folder(tiny_recipe_factory, t
 @pytest.mark.slow
 def test_demo_with_another_seed_does_not_report_the_first_demo(tmp_path: Path) -> None:
     """Issue 10 item 1: `piumr demo --seed 1` after a first demo printed the first demo's numbers."""
-    from piumr_skel.demo import run_demo
+    from piumr_skel.tools.demo import run_demo
 
     said: list[str] = []
     first = run_demo(tmp_path, preset="quick", device="cpu", seed=0, echo=said.append)

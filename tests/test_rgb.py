@@ -130,7 +130,7 @@ def test_shift_is_in_residual_branch_only():
 
 
 def _tfam(channels: int, num_segments: int):
-    from piumr_skel.tfam import TFAM
+    from piumr_skel.method.tfam import TFAM
 
     return TFAM(channels, num_anchors=4, num_joints=1, num_frames=num_segments)
 
@@ -164,7 +164,7 @@ def test_rgb_recognizer_checks_input_and_loads_pretrained(tmp_path):
 
 
 def test_girl_loss_backpropagates_through_rgb_model():
-    from piumr_skel.girl import GIRLoss, style_descriptor
+    from piumr_skel.method.girl import GIRLoss, style_descriptor
 
     torch.manual_seed(0)
     model = RGBRecognizer("tsm_r18", num_classes=6, num_segments=4, tfam=_tfam(32, 4), width=4)
@@ -334,7 +334,7 @@ def test_find_videos(tmp_path):
 @pytest.mark.real
 def test_two_clip_smoke_run():
     """Decode 2 real clips, train a tiny TSM-R18 + TFAM with GIRL for 2 steps, evaluate."""
-    from piumr_skel.girl import GIRLoss, style_descriptor
+    from piumr_skel.method.girl import GIRLoss, style_descriptor
 
     paths = _real_videos()
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""Tests for piumr_skel.splits: official lists, subject-disjoint K folds, split files."""
+"""Tests for piumr_skel.data.splits: official lists, subject-disjoint K folds, split files."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from piumr_skel.labels import read_labels
-from piumr_skel.splits import assign_subject_folds, find_ma52_lists, make_split, read_split_file, write_split
+from piumr_skel.data.labels import read_labels
+from piumr_skel.data.splits import assign_subject_folds, find_ma52_lists, make_split, read_split_file, write_split
 
 MA52 = Path(__file__).resolve().parents[2] / "shared" / "ma52"
 needs_ma52 = pytest.mark.skipif(not (MA52 / "train_list_videos.txt").is_file(),

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from piumr_skel.tfam import TFAM, dct_matrix, interp_matrix, sinkhorn_log
+from piumr_skel.method.tfam import TFAM, dct_matrix, interp_matrix, sinkhorn_log
 
 
 def _features(n: int = 2, c: int = 8, t: int = 16, v: int = 3, seed: int = 0) -> torch.Tensor:

@@ -18,10 +18,10 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from piumr_skel.config import load_config, make_config, save_config
-from piumr_skel.evaluate import evaluate_run, load_checkpoint, predict_run
-from piumr_skel.metrics import METRIC_ORDER
-from piumr_skel.train import DivergenceError, RunExistsError, train
+from piumr_skel.engine.config import load_config, make_config, save_config
+from piumr_skel.engine.evaluate import evaluate_run, load_checkpoint, predict_run
+from piumr_skel.engine.metrics import METRIC_ORDER
+from piumr_skel.engine.train import DivergenceError, RunExistsError, train
 
 REPO = Path(__file__).resolve().parents[1]
 ROBUSTNESS = ("subj_acc_mean", "subj_acc_std", "subj_acc_worst10")
@@ -85,9 +85,9 @@ _KILLABLE = textwrap.dedent("""
     # sleeps, so the parent can SIGKILL it mid-epoch (after last.pt of epoch 1 is on disk).
     import sys, time
     from pathlib import Path
-    from piumr_skel import engine
-    from piumr_skel.config import load_config
-    from piumr_skel.train import train
+    from piumr_skel.engine import runtime as engine
+    from piumr_skel.engine.config import load_config
+    from piumr_skel.engine.train import train
 
     cfg = load_config(sys.argv[1])
     marker = Path(sys.argv[2])
@@ -159,7 +159,7 @@ def test_resume_of_finished_run_changes_nothing(tiny_recipe_factory) -> None:
 
 # ----------------------------------------------------------------------------- (c) divergence
 def test_nan_input_stops_with_divergence_error(tiny_recipe_factory, monkeypatch) -> None:
-    from piumr_skel import data as data_mod
+    from piumr_skel.data import dataset as data_mod
 
     cfg = make_config(tiny_recipe_factory(epochs=3, max_steps_per_epoch=1))
     getitem = data_mod.SkeletonDataset.__getitem__
@@ -192,8 +192,8 @@ def test_huge_lr_stops_with_divergence_error(tiny_recipe_factory) -> None:
 # ----------------------------------------------------------------------------- (d) DDP
 _DDP_SCRIPT = textwrap.dedent("""
     import sys
-    from piumr_skel.config import load_config
-    from piumr_skel.train import train
+    from piumr_skel.engine.config import load_config
+    from piumr_skel.engine.train import train
 
     train(load_config(sys.argv[1]), echo=print)
 """)
@@ -279,7 +279,7 @@ def test_predict_writes_codabench_csv(trained_run: Path, tiny_store, tmp_path: P
     bodies = table[[f"body_pred_{i}" for i in range(1, 6)]].to_numpy()
     assert ((0 <= actions) & (actions < 52)).all() and all(len(set(r)) == 5 for r in actions)
     # default --body-from actions, the official packers' rule: body_pred_k = body of action_pred_k
-    from piumr_skel.labels import body_of_action
+    from piumr_skel.data.labels import body_of_action
 
     assert (bodies == body_of_action(actions)).all()
 
@@ -358,13 +358,13 @@ def test_demo_quick_through_cli(tmp_path: Path) -> None:
 
 
 def test_girl_ramp_weight() -> None:
-    from piumr_skel.losses import ramp as girl_ramp_weight
+    from piumr_skel.engine.losses import ramp as girl_ramp_weight
 
     assert girl_ramp_weight(0.25, 0) == 1.0                      # no ramp: GIRL at once
     assert girl_ramp_weight(0.5, 2) == pytest.approx(0.25)
     assert girl_ramp_weight(2.0, 2) == 1.0 and girl_ramp_weight(7.0, 2) == 1.0
     assert girl_ramp_weight(-1.0, 2) == 0.0
-    from piumr_skel.config import ConfigError
+    from piumr_skel.engine.config import ConfigError
     with pytest.raises(ConfigError, match="girl_ramp: must be >= 0"):
         make_config({"girl_ramp": -1})
 

@@ -1,12 +1,12 @@
-"""Tests for piumr_skel.transforms: normalisation, sampling, streams, augmentations."""
+"""Tests for piumr_skel.data.transforms: normalisation, sampling, streams, augmentations."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from piumr_skel.layouts import get_layout
-from piumr_skel.transforms import (
+from piumr_skel.skeleton.layouts import get_layout
+from piumr_skel.data.transforms import (
     STREAMS,
     AugmentConfig,
     augment_clip,

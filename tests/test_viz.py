@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from cli.viz import viz_cmd
-from piumr_skel.layouts import get_layout
-from piumr_skel.viz import BACKGROUND, draw_skeleton, joint_colors, load_clip_skeleton, render
+from piumr_skel.skeleton.layouts import get_layout
+from piumr_skel.tools.viz import BACKGROUND, draw_skeleton, joint_colors, load_clip_skeleton, render
 from pose_extract import StoreWriter
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "ma52"

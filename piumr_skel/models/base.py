@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..graph import Graph
-from ..layouts import Layout, get_layout
+from piumr_skel.skeleton.graph import Graph
+from piumr_skel.skeleton.layouts import Layout, get_layout
 
 __all__ = ["Backbone", "stage_plan"]
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..layouts import Layout
+from piumr_skel.skeleton.layouts import Layout
 from .base import Backbone, stage_plan
 from .registry import register_backbone
 from .stgcn import TemporalConv, residual_path

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, TypeVar
 
-from ..layouts import Layout, get_layout
+from piumr_skel.skeleton.layouts import Layout, get_layout
 
 __all__ = ["BACKBONES", "register_backbone", "create_backbone"]
 

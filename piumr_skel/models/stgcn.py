@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..layouts import Layout
+from piumr_skel.skeleton.layouts import Layout
 from .base import Backbone, stage_plan
 from .gcn_pyg import PygSpatialGraphConv
 from .registry import register_backbone
@@ -18,7 +18,7 @@ __all__ = ["SpatialGraphConv", "TemporalConv", "residual_path", "STGCNBlock", "S
 class SpatialGraphConv(nn.Module):
     """Dense spatial graph convolution: 1×1 conv to K·C_out, then one einsum with A (K, V, V).
 
-    A follows the project convention A[k, src, dst] (see piumr_skel.graph). With `importance`, a
+    A follows the project convention A[k, src, dst] (see piumr_skel.skeleton.graph). With `importance`, a
     learnable mask PA (K, V, V), initialised to 1, scales every edge (ST-GCN's edge importance).
     (N, C_in, T, V) -> (N, C_out, T, V).
     """

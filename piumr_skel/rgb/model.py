@@ -1,6 +1,6 @@
 """RGB recogniser: TSM-ResNet per-frame features -> TFAM (V = 1) -> temporal head -> consensus -> fc.
 
-Same interface as the skeleton `piumr_skel.model.Recognizer`: `forward(x) -> (logits, feats, aux)`,
+Same interface as the skeleton `piumr_skel.models.recognizer.Recognizer`: `forward(x) -> (logits, feats, aux)`,
 so the trainer, GIRL and the metrics work unchanged on either modality.
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ class RGBRecognizer(nn.Module):
 
     arch: "tsm_r18" | "tsm_r50". num_segments: T, fixed by the temporal shift.
     tfam: a TFAM module (built for `feat_channels` channels and V = 1), True to build
-    `piumr_skel.tfam.TFAM(feat_channels, num_joints=1, num_frames=num_segments, **tfam_kwargs)`,
+    `piumr_skel.method.tfam.TFAM(feat_channels, num_joints=1, num_frames=num_segments, **tfam_kwargs)`,
     or None/False for none.
     The temporal head is present either way, so ERM and +TFAM differ only by TFAM.
     pretrained: path of an ImageNet ResNet state dict in torchvision's key layout (fc skipped).
@@ -65,7 +65,7 @@ class RGBRecognizer(nn.Module):
             load_pretrained(self.backbone, pretrained)
         self.feat_channels = c = self.backbone.out_channels
         if tfam is True:
-            from ..tfam import TFAM  # lazy: the skeleton-only path should not need it at import
+            from piumr_skel.method.tfam import TFAM  # lazy: the skeleton-only path should not need it at import
 
             # The spectral gate is sized for T = num_segments frames (TFAM sits before any striding).
             tfam = TFAM(c, **{"num_joints": 1, "num_frames": num_segments, **(tfam_kwargs or {})})

@@ -34,7 +34,7 @@ import numpy as np
 
 from pose_extract.schema import STORE_FILE
 
-from .importers import LABELS_FILE, ImportFormatError, ImportResult, _write_side_files
+from piumr_skel.tools.importers import LABELS_FILE, ImportFormatError, ImportResult, _write_side_files
 
 NUM_POINTS = 75
 HOLISTIC_PARTS = {"pose": slice(0, 33), "left_hand": slice(33, 54), "right_hand": slice(54, 75)}
@@ -43,7 +43,7 @@ DEFAULT_FRAME_SIZE = 500   # with units "other": the signs file's shoulder centr
 DEFAULT_FPS = 30.0
 LANDMARKS_VERSION = "piumr-import-landmarks-1"
 LANDMARKS_FORMAT = "npz_landmarks"
-CLASS_NAMES_FILE = "label_name.txt"   # `id<TAB>name`, read by piumr_skel.labels.read_class_names
+CLASS_NAMES_FILE = "label_name.txt"   # `id<TAB>name`, read by piumr_skel.data.labels.read_class_names
 # With units "image" most x, y lie in [0, 1]; a file mostly outside this band is in other units.
 _IMAGE_BAND = (-1.0, 2.0)
 

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import engine
-from .build import build_model
-from .checkpoint import check_layout, read_checkpoint, resolve_checkpoint
-from .config import TrainConfig, make_config, saved_config
+from piumr_skel.engine import runtime as engine
+from piumr_skel.engine.build import build_model
+from piumr_skel.engine.checkpoint import check_layout, read_checkpoint, resolve_checkpoint
+from piumr_skel.engine.config import TrainConfig, make_config, saved_config
 
 
 def load_checkpoint(run_or_ckpt: str | Path, device: str | torch.device = "cpu"):
@@ -22,7 +22,7 @@ def load_checkpoint(run_or_ckpt: str | Path, device: str | torch.device = "cpu")
     cfg = saved_config(ckpt["config"], source=str(path))
     layout = None
     if cfg.modality == "skeleton":
-        from .layouts import get_layout
+        from piumr_skel.skeleton.layouts import get_layout
 
         layout = get_layout(cfg.layout)
         check_layout(ckpt, layout, path)
@@ -56,11 +56,11 @@ def evaluate_run(run_or_ckpt: str | Path, *, split: str = "val", device: str = "
                  labels: str | None = None, data=None, out_dir: str | Path | None = None,
                  quiet: bool = False) -> dict[str, Any]:
     """Score a split with a trained checkpoint; writes eval_<split>.json/.md, per-subject CSV and a confusion matrix."""
-    from .metrics import format_metrics_table
-    from .plots import plot_confusion_matrix
-    from .data import make_loader
-    from .data_setup import load_run_data
-    from .metrics import score_split
+    from piumr_skel.engine.metrics import format_metrics_table
+    from piumr_skel.engine.plots import plot_confusion_matrix
+    from piumr_skel.data.dataset import make_loader
+    from piumr_skel.engine.data_setup import load_run_data
+    from piumr_skel.engine.metrics import score_split
 
     dev = engine.resolve_device(device)
     ckpt_path = resolve_checkpoint(run_or_ckpt)
@@ -119,9 +119,9 @@ def predict_run(run_or_ckpt: str | Path, *, out: str | Path, store: str | None =
     `body_from`: "actions" (official: body_pred_k = body of action_pred_k) or "scores" (bodies
     ranked by summed action scores), see `write_codabench`.
     """
-    from .metrics import BODY_FROM, write_codabench
-    from .data import make_loader
-    from .data_setup import load_run_data
+    from piumr_skel.engine.metrics import BODY_FROM, write_codabench
+    from piumr_skel.data.dataset import make_loader
+    from piumr_skel.engine.data_setup import load_run_data
 
     if body_from not in BODY_FROM:
         raise ValueError(f"body_from must be one of {BODY_FROM}, got {body_from!r}")

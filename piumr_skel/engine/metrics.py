@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .labels import BODY_CLASSES, NUM_ACTIONS, body_of_action
+from piumr_skel.data.labels import BODY_CLASSES, NUM_ACTIONS, body_of_action
 
 METRIC_ORDER = ("action_top1", "action_top5", "body_top1", "f1_macro_action", "f1_micro_action",
                 "f1_macro_body", "f1_micro_body", "f1_mean",
@@ -114,7 +114,7 @@ def ma52_metrics(scores: np.ndarray, gt: np.ndarray, *, body: bool = True) -> di
 def has_ma52_bodies(class_names: Sequence[str] | None) -> bool:
     """Body-level metrics apply only when the classes are MA-52's 52 actions (its action-to-body
     table means nothing for other class sets)."""
-    from .labels import MA52_CLASSES
+    from piumr_skel.data.labels import MA52_CLASSES
 
     return class_names is None or list(class_names) == list(MA52_CLASSES)
 

@@ -34,7 +34,7 @@ class ClipSkeleton:
     score; NaN where missing."""
 
     clip_id: str
-    layout: object  # piumr_skel.layouts.Layout
+    layout: object  # piumr_skel.skeleton.layouts.Layout
     keypoints: np.ndarray
     width: int
     height: int
@@ -94,7 +94,7 @@ def load_clip_skeleton(store, clip_id: str, layout: str | None = None) -> ClipSk
     of joints).
     """
     from pose_extract import open_store
-    from piumr_skel.layouts import assemble, get_layout
+    from piumr_skel.skeleton.layouts import assemble, get_layout
 
     st = open_store(store) if isinstance(store, (str, Path)) else store
     clips = st.clips()

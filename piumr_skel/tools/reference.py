@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .config import TrainConfig
+from piumr_skel.engine.config import TrainConfig
 
 REFERENCE_KEY = "reference-lr"
 REFERENCE_TITLE = "reference: logistic regression (right hand)"
@@ -25,7 +25,7 @@ _VERSION = 1              # bump when the features or the model change: saved fo
 
 def right_hand_joints(layout: Any) -> np.ndarray | None:
     """Indices of the layout's 21 right-hand points, wrist first (None when it has no full right hand)."""
-    from .layouts import HAND_NAMES
+    from piumr_skel.skeleton.layouts import HAND_NAMES
 
     names = [f"right_hand_{n}" for n in HAND_NAMES]
     if not all(n in layout.joints for n in names):
@@ -36,8 +36,8 @@ def right_hand_joints(layout: Any) -> np.ndarray | None:
 def right_hand_features(clip: np.ndarray, hand: np.ndarray, frames: int = FRAMES) -> np.ndarray:
     """(frames · 21 · 2,) features of one normalised clip (T, V, 3): each hand point minus the wrist,
     divided by the clip's mean wrist-to-middle-MCP distance, at `frames` evenly spaced times."""
-    from .layouts import HAND_NAMES
-    from .transforms import resample_time
+    from piumr_skel.skeleton.layouts import HAND_NAMES
+    from piumr_skel.data.transforms import resample_time
 
     xy = np.asarray(clip[..., :2], dtype=np.float64)
     wrist, mcp = int(hand[0]), int(hand[HAND_NAMES.index("middle_mcp")])
@@ -62,8 +62,8 @@ def fit_fold(cfg: TrainConfig) -> dict[str, Any]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from .data_setup import load_run_data
-    from .metrics import score_split
+    from piumr_skel.engine.data_setup import load_run_data
+    from piumr_skel.engine.metrics import score_split
 
     data = load_run_data(cfg, None, splits=("train", "val", "test"))
     hand = right_hand_joints(data.layout)
@@ -101,7 +101,7 @@ def run_reference(base: TrainConfig, folder: str | Path, *, echo: Callable[[str]
     """The reference of every fold of `base`, into FOLDER/fold<k>.json (one fit per fold, independent of
     the seed); folds saved earlier for the same data and folds are reused. [] when the layout has no
     right hand."""
-    from .layouts import get_layout
+    from piumr_skel.skeleton.layouts import get_layout
 
     if right_hand_joints(get_layout(base.layout)) is None:
         echo(f"note: layout {base.layout} has no right hand: no logistic-regression reference row")

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import TrainConfig
+from piumr_skel.engine.config import TrainConfig
 
 
 @dataclass
@@ -59,7 +59,7 @@ class TrainLoss:
         if self.girl_active(epoch):
             since = epoch - cfg.warmup_girl
             if cfg.girl_version == 1:
-                from .girl import style_descriptor
+                from piumr_skel.method.girl import style_descriptor
 
                 loss, stats = self.girl(logits, batch.y, style_descriptor(feats.float()), subject=batch.subject)
                 parts["girl"] = loss.detach()

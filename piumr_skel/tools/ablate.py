@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .config import FIELDS, GROUPINGS_BY_VERSION, ConfigError, TrainConfig, make_config, read_yaml_mapping
+from piumr_skel.engine.config import FIELDS, GROUPINGS_BY_VERSION, ConfigError, TrainConfig, make_config, read_yaml_mapping
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ def parse_seeds(spec: int | str | Sequence[int]) -> list[int]:
 
 def _normalise_synthetic(value: Any, source: str) -> dict[str, Any] | None:
     """YAML `synthetic: benchmark` or `{preset, seed, <SynthConfig field>: value}` -> {preset, seed, overrides}."""
-    from .synth import SynthConfig
+    from piumr_skel.tools.synth import SynthConfig
 
     if value is None or value is False:
         return None
@@ -320,7 +320,7 @@ def check_same_recipe(run: AblationRun) -> None:
     since counts as its default. Keys of a module that is off in both (girl_* without GIRL, tfam_*
     without TFAM) change nothing and are not compared.
     """
-    from .config import saved_config
+    from piumr_skel.engine.config import saved_config
 
     saved_path = run.run_dir / "config.yaml"
     if not saved_path.is_file():
@@ -354,7 +354,7 @@ def prepare_synthetic(out: str | Path, preset: str, *, seed: int = 0, overrides:
     An existing store made with other generator settings is an error: its clips would not be the
     benchmark's. Returns `synth.SynthResult`.
     """
-    from .synth import SynthConfig, SynthResult, generate_store
+    from piumr_skel.tools.synth import SynthConfig, SynthResult, generate_store
 
     if preset not in SYNTH_PRESETS:
         raise AblationError(f"unknown synthetic preset {preset!r}; choices: {', '.join(SYNTH_PRESETS)}")
@@ -493,7 +493,7 @@ def markdown_table(table: pd.DataFrame, titles: Mapping[str, str], reference: st
                    digits: int = 2) -> str:
     """The summary as Markdown: validation Top-1 beside the test metrics ("mean ± std"), the paired
     differences to the reference with their p-values, the test used and the run count."""
-    from .metrics import format_metrics_table
+    from piumr_skel.engine.metrics import format_metrics_table
 
     def pm(mean: float, std: float, sign: str = "") -> str:
         return "–" if np.isnan(mean) else f"{mean:{sign}.{digits}f} ± {std:.{digits}f}"
@@ -575,7 +575,7 @@ def _history(runs: Sequence[AblationRun]) -> pd.DataFrame:
 
 def _per_class(runs: Sequence[AblationRun], num_classes: int) -> np.ndarray:
     """Per-class test recall (num_classes,) in percent from the pooled predictions of the runs."""
-    from .metrics import per_class_accuracy
+    from piumr_skel.engine.metrics import per_class_accuracy
 
     frames = [pd.read_csv(r.run_dir / f"predictions_{RESULT_SPLIT}.csv") for r in runs
               if (r.run_dir / f"predictions_{RESULT_SPLIT}.csv").is_file()]
@@ -593,8 +593,8 @@ def make_plots(runs: Sequence[AblationRun], out: Path, keys: Sequence[str] = DEF
                base_grouping: str = "input", warn: Callable[[str], None] = print) -> dict[str, Path]:
     """subject_accuracy.png, train_val_curves.png, per_class_change.png (and grouping_subject_accuracy.png)
     for the rows `keys` (and the grouping study's rows when they ran)."""
-    from .data_setup import class_names_for
-    from .plots import plot_per_class_change, plot_subject_accuracy, plot_validation_curves
+    from piumr_skel.engine.data_setup import class_names_for
+    from piumr_skel.engine.plots import plot_per_class_change, plot_subject_accuracy, plot_validation_curves
 
     by_key: dict[str, list[AblationRun]] = {}
     for r in runs:
@@ -644,7 +644,7 @@ def summarise(spec: AblationSpec, out: str | Path, runs: Sequence[AblationRun] |
               warn: Callable[[str], None] = print) -> AblationResult:
     """Tables (ablation.md/.csv, ablation_runs.csv, grouping.md/.csv) and figures from the finished runs
     (and the logistic-regression reference of OUT/reference, when it was computed)."""
-    from .reference import REFERENCE_KEY, REFERENCE_TITLE, load_reference
+    from piumr_skel.tools.reference import REFERENCE_KEY, REFERENCE_TITLE, load_reference
 
     out = Path(out)
     runs = list(runs) if runs is not None else plan_runs(spec)
@@ -709,9 +709,9 @@ def run_ablation(spec: AblationSpec, out: str | Path, *, echo: Callable[[str], N
     in the result and in OUT/ablate.log. `verbose` also shows the per-epoch lines of each run
     (they are always in the run's train.log).
     """
-    from .evaluate import evaluate_run
-    from .reference import run_reference
-    from .train import train
+    from piumr_skel.engine.evaluate import evaluate_run
+    from piumr_skel.tools.reference import run_reference
+    from piumr_skel.engine.train import train
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # only for type hints: transforms read the layout duck-typed
-    from piumr_skel.layouts import Layout
+    from piumr_skel.skeleton.layouts import Layout
 
 # The one list of streams (the config and the CLI read it from here). hand_local: the joint stream
 # with each hand (and the face) in its own frame, see `part_local`.

@@ -24,11 +24,11 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from piumr_skel.transforms import STREAMS, AugmentConfig, augment_clip, normalize_clip, to_stream
-from piumr_skel.transforms import PersonStyleConfig, person_style, uniform_sample
+from piumr_skel.data.transforms import STREAMS, AugmentConfig, augment_clip, normalize_clip, to_stream
+from piumr_skel.data.transforms import PersonStyleConfig, person_style, uniform_sample
 
 if TYPE_CHECKING:
-    from piumr_skel.layouts import Layout
+    from piumr_skel.skeleton.layouts import Layout
 
 __all__ = [
     "STREAMS", "AugmentConfig", "CacheMismatchError", "ClipCache", "SkeletonDataset", "make_loader",
@@ -59,7 +59,7 @@ def _few(names: Sequence[str], k: int = 5) -> str:
 
 def _resolve_layout(layout: "Layout | str") -> "Layout":
     if isinstance(layout, str):
-        from piumr_skel.layouts import get_layout
+        from piumr_skel.skeleton.layouts import get_layout
 
         return get_layout(layout)
     return layout
@@ -248,7 +248,7 @@ class ClipCache:
             raise ValueError(f"store {store_name} has no clip with status 'ok' among the "
                              f"{len(clips)} selected ({len(skipped)} failed: {_few(list(skipped))})")
 
-        from piumr_skel.layouts import assemble
+        from piumr_skel.skeleton.layouts import assemble
 
         raw = store.load_all(list(ok["clip_id"]))
         arrays: dict[str, np.ndarray] = {}

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-if TYPE_CHECKING:  # TFAM lives in piumr_skel.tfam; only its forward signature is used here
-    from .models.base import Backbone
-    from .tfam import TFAM
+if TYPE_CHECKING:  # TFAM lives in piumr_skel.method.tfam; only its forward signature is used here
+    from piumr_skel.models.base import Backbone
+    from piumr_skel.method.tfam import TFAM
 
 __all__ = ["Recognizer"]
 

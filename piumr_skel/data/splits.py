@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from .labels import parse_subject, read_labels
+from piumr_skel.data.labels import parse_subject, read_labels
 
 SPLIT_NAMES = ("train", "val", "test")
 SPLIT_JSON = "split.json"

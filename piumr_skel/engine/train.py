@@ -17,15 +17,15 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import engine
-from .build import build_loss, build_model
-from .checkpoint import make_checkpoint, read_checkpoint
-from .config import TrainConfig, save_config
-from .runguard import guard_run, release_run
-from .data_setup import RunData, load_run_data, subject_codes
-from .evaluate import predict_scores
-from .losses import Batch, TrainLoss
-from .metrics import score_split
+from piumr_skel.engine import runtime as engine
+from piumr_skel.engine.build import build_loss, build_model
+from piumr_skel.engine.checkpoint import make_checkpoint, read_checkpoint
+from piumr_skel.engine.config import TrainConfig, save_config
+from piumr_skel.engine.runguard import guard_run, release_run
+from piumr_skel.engine.data_setup import RunData, load_run_data, subject_codes
+from piumr_skel.engine.evaluate import predict_scores
+from piumr_skel.engine.losses import Batch, TrainLoss
+from piumr_skel.engine.metrics import score_split
 
 log = logging.getLogger("piumr.train")
 
@@ -146,7 +146,7 @@ def _prepare(cfg: TrainConfig, dist_: engine.Dist, device: torch.device, resume:
               warmup_steps=steps_per_epoch * min(cfg.warmup_epochs, max(cfg.epochs - 1, 0)),
               subjects=torch.from_numpy(train_subjects))
     if cfg.girl and cfg.girl_version == 2 and cfg.girl_groups == "input":
-        from .girl import input_descriptors
+        from piumr_skel.method.girl import input_descriptors
 
         run.descriptors = torch.from_numpy(input_descriptors(
             [train_ds.cache[c] for c in train_ds.clip_ids], data.layout))
@@ -187,7 +187,7 @@ def _epoch_groups(run: Run, epoch: int) -> torch.Tensor | None:
     cfg = run.cfg
     if not (cfg.girl and cfg.girl_version == 2 and run.objective.girl_active(epoch)):
         return None
-    from .girl import assign_epoch_groups
+    from piumr_skel.method.girl import assign_epoch_groups
 
     descriptors = run.descriptors
     if cfg.girl_groups == "features":
@@ -203,8 +203,8 @@ def _epoch_groups(run: Run, epoch: int) -> torch.Tensor | None:
 @torch.no_grad()
 def _feature_descriptors(run: Run) -> torch.Tensor:
     """Channel mean and std of the final features of every training clip, in an eval-mode pass."""
-    from .data import make_loader
-    from .girl import style_descriptor
+    from piumr_skel.data.dataset import make_loader
+    from piumr_skel.method.girl import style_descriptor
 
     ds = run.data.datasets["train"].eval_view()
     loader = make_loader(ds, batch_size=run.cfg.batch_size, shuffle=False, num_workers=run.cfg.num_workers,
@@ -224,7 +224,7 @@ def _feature_descriptors(run: Run) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- 3. one epoch
 def _train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
-    from .data import make_loader
+    from piumr_skel.data.dataset import make_loader
 
     cfg, ds = run.cfg, run.data.datasets["train"]
     ds.set_epoch(epoch)
@@ -292,7 +292,7 @@ def _validate_and_save(run: Run, epoch: int, row: dict[str, Any]) -> None:
     cfg = run.cfg
     is_best = False
     if run.dist.main and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-        from .data import make_loader
+        from piumr_skel.data.dataset import make_loader
 
         val_loader = make_loader(run.data.datasets["val"], batch_size=cfg.batch_size, shuffle=False,
                                  num_workers=cfg.num_workers, seed=cfg.seed, epoch=0, drop_last=False)
@@ -355,7 +355,7 @@ def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
 
 
 def _plot_curves(run_dir: Path, history: list[dict[str, Any]]) -> None:
-    from .plots import plot_training_curves
+    from piumr_skel.engine.plots import plot_training_curves
 
     try:
         plot_training_curves(pd.DataFrame(history), run_dir / "curves.png")
@@ -365,7 +365,7 @@ def _plot_curves(run_dir: Path, history: list[dict[str, Any]]) -> None:
 
 def _final_report(run: Run) -> None:
     """Evaluate best.pt on val, save eval_val.json and the confusion matrix."""
-    from .evaluate import evaluate_run
+    from piumr_skel.engine.evaluate import evaluate_run
 
     if not (run.dir / "best.pt").exists():
         return

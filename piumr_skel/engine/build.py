@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .config import TrainConfig
+from piumr_skel.engine.config import TrainConfig
 
 
 def build_model(cfg: TrainConfig, num_classes: int, layout=None) -> torch.nn.Module:
@@ -13,14 +13,14 @@ def build_model(cfg: TrainConfig, num_classes: int, layout=None) -> torch.nn.Mod
                    sinkhorn_iters=cfg.tfam_iters, alpha=cfg.tfam_alpha, p=cfg.tfam_p,
                    joint_anchors=cfg.tfam_joint_anchors)
     if cfg.modality == "rgb":
-        from .rgb.model import RGBRecognizer
+        from piumr_skel.rgb.model import RGBRecognizer
 
         return RGBRecognizer(arch=cfg.backbone, num_classes=num_classes, num_segments=cfg.frames,
                              tfam=cfg.tfam, tfam_kwargs=tfam_kw, pretrained=cfg.pretrained,
                              dropout=cfg.drop_rate, width=cfg.base_channels)
-    from .model import Recognizer
-    from .models import create_backbone
-    from .tfam import TFAM
+    from piumr_skel.models.recognizer import Recognizer
+    from piumr_skel.models import create_backbone
+    from piumr_skel.method.tfam import TFAM
 
     backbone = create_backbone(cfg.backbone, in_channels=3, num_classes=num_classes, layout=layout,
                                graph_mode=cfg.graph_mode, base_channels=cfg.base_channels,
@@ -36,7 +36,7 @@ def build_model(cfg: TrainConfig, num_classes: int, layout=None) -> torch.nn.Mod
 def build_girl(cfg: TrainConfig, num_groups: int | None = None) -> torch.nn.Module:
     """GIRL v1 or v2 as the config says; v2 needs the number of groups of the epoch assignment
     (cfg.girl_num_groups, or the number of training subjects with grouping 'subject')."""
-    from .girl import GIRLoss, GIRLossV2
+    from piumr_skel.method.girl import GIRLoss, GIRLossV2
 
     if cfg.girl_version == 1:
         return GIRLoss(num_groups=cfg.girl_num_groups, tau=cfg.girl_tau, lambda_var=cfg.girl_lambda_var,
@@ -46,7 +46,7 @@ def build_girl(cfg: TrainConfig, num_groups: int | None = None) -> torch.nn.Modu
 
 
 def build_loss(cfg: TrainConfig, num_groups: int | None = None):
-    """The training objective (`piumr_skel.losses.TrainLoss`) of a config."""
-    from .losses import TrainLoss
+    """The training objective (`piumr_skel.engine.losses.TrainLoss`) of a config."""
+    from piumr_skel.engine.losses import TrainLoss
 
     return TrainLoss(cfg, build_girl(cfg, num_groups) if cfg.girl else None)

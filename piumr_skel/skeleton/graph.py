@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from .layouts import Layout, get_layout
+from piumr_skel.skeleton.layouts import Layout, get_layout
 
 __all__ = ["Graph", "GRAPH_MODES", "hop_distance", "normalize_incoming"]
 

@@ -3,7 +3,7 @@ keypoint store of kind "imported", and export a store (imported, or MediaPipe fr
 extract``) to a PYSKL annotation pickle. docs/INTEROP.md lists the formats and what each loses.
 
 An imported store has one part, ``keypoints`` (V, 3) = x, y in pixels, score, with NaN where a
-joint is missing, and ``store.json["layout"]`` naming its layout in :mod:`piumr_skel.layouts`, so
+joint is missing, and ``store.json["layout"]`` naming its layout in :mod:`piumr_skel.skeleton.layouts`, so
 training reads it exactly like a MediaPipe store. Next to the frames, inside the store folder,
 the importers write ``labels.csv`` (clip_id,label,subject, readable by ``read_labels``) for the
 labelled clips, ``test_list.csv`` (the same columns, label 0 as in MA-52's hidden test list) for
@@ -37,7 +37,7 @@ LABELS_FILE = "labels.csv"
 UNLABELLED_FILE = "test_list.csv"
 SPLIT_FILE = "split.csv"
 SPLITS_JSON = "splits.json"
-PROTOCOL_SPLITS = ("train", "val", "test")  # the names piumr_skel.splits' file protocol accepts
+PROTOCOL_SPLITS = ("train", "val", "test")  # the names piumr_skel.data.splits' file protocol accepts
 IMPORTER_VERSION = "piumr-import-1"
 
 # Layout chosen from the number of joints V of a PYSKL file. PYSKL's 2D NTU-60/120, FineGYM and
@@ -104,7 +104,7 @@ def resolve_layout(name: str | None, num_joints: int, source: str):
 
     Raises ImportFormatError naming ``source`` when V has no known layout or contradicts ``name``.
     """
-    from piumr_skel.layouts import get_layout
+    from piumr_skel.skeleton.layouts import get_layout
 
     if name is None:
         if num_joints not in LAYOUT_BY_NUM_JOINTS:
@@ -116,7 +116,7 @@ def resolve_layout(name: str | None, num_joints: int, source: str):
     try:
         layout = get_layout(name)
     except (KeyError, ValueError) as exc:
-        raise ImportFormatError(f"{source}: layout {name!r} is not in piumr_skel.layouts "
+        raise ImportFormatError(f"{source}: layout {name!r} is not in piumr_skel.skeleton.layouts "
                                 f"({exc})") from exc
     if layout.store_parts != (KEYPOINT_PART,):
         raise ImportFormatError(f"{source}: layout {name!r} reads MediaPipe store parts "
@@ -435,7 +435,7 @@ def export_reader(info: Mapping[str, Any], parts: Mapping[str, Any], layout: str
     ``mp_pose`` keeps the 17 MediaPipe pose points with COCO's names, ``halpe44`` from
     ``halpe136`` its 44 points. Raises ValueError naming the joints the store cannot give.
     """
-    from piumr_skel.layouts import assemble, get_layout
+    from piumr_skel.skeleton.layouts import assemble, get_layout
 
     kind = info.get("kind")
     if kind == IMPORTED_KIND:
@@ -512,7 +512,7 @@ def _labels_by_clip(store: Path, labels: str | Path | None) -> dict[str, int]:
     path = Path(labels) if labels is not None else store / LABELS_FILE
     if labels is None and not path.is_file():
         return {}
-    from piumr_skel.labels import read_labels
+    from piumr_skel.data.labels import read_labels
 
     df = read_labels(path)
     return {str(c): int(lbl) for c, lbl in zip(df["clip_id"], df["label"])}
@@ -609,7 +609,7 @@ def _mmn_samples(data: Any, num_joints: int, path: Path, person: str = "best") -
 
 def _mmn_layouts(layout: str | None, source: Path):
     """-> (target Layout, {V accepted in the data: joint indices to keep, or None for all})."""
-    from piumr_skel.layouts import HALPE44_INDICES
+    from piumr_skel.skeleton.layouts import HALPE44_INDICES
 
     if layout is None:
         return None, {136: None, 44: None}
@@ -738,10 +738,10 @@ def import_mmn(data: str | Path, label: str | Path, store: str | Path, *,
 
 
 def _get_layout(name: str, source: Path):
-    from piumr_skel.layouts import get_layout
+    from piumr_skel.skeleton.layouts import get_layout
 
     try:
         return get_layout(name)
     except (KeyError, ValueError) as exc:
-        raise ImportFormatError(f"{source}: layout {name!r} is not in piumr_skel.layouts "
+        raise ImportFormatError(f"{source}: layout {name!r} is not in piumr_skel.skeleton.layouts "
                                 f"({exc})") from exc

@@ -8,7 +8,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from .config import TrainConfig
+from piumr_skel.engine.config import TrainConfig
 
 # What may differ on --resume: how the run is executed, not what it computes. The data pipeline is
 # worker-independent by design; the cache is content-checked wherever it lives. eval_every is not
@@ -40,7 +40,7 @@ def saved_run_config(run_dir: Path) -> tuple[dict[str, Any], Path] | None:
                                 f"{str(err).splitlines()[0] if str(err) else ''}); move it away to start "
                                 f"the run again") from None
     if yml.is_file():
-        from .config import read_yaml_mapping
+        from piumr_skel.engine.config import read_yaml_mapping
 
         return read_yaml_mapping(yml), yml
     return None

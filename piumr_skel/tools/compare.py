@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .checkpoint import CheckpointError, find_checkpoint, read_checkpoint
-from .config import ConfigError, TrainConfig, load_saved_config, saved_config
-from .labels import BODY_CLASSES, NUM_ACTIONS, body_of_action
-from .metrics import (METRIC_ORDER, format_metrics_table, per_body_accuracy, per_class_accuracy,
+from piumr_skel.engine.checkpoint import CheckpointError, find_checkpoint, read_checkpoint
+from piumr_skel.engine.config import ConfigError, TrainConfig, load_saved_config, saved_config
+from piumr_skel.data.labels import BODY_CLASSES, NUM_ACTIONS, body_of_action
+from piumr_skel.engine.metrics import (METRIC_ORDER, format_metrics_table, per_body_accuracy, per_class_accuracy,
                       score_split)
 
 SPLITS = ("train", "val", "test")
@@ -165,9 +165,9 @@ def load_run(run: str | Path, split: str = "val", *, name: str | None = None, de
 
     Class names come from the checkpoint (what the model was trained with), else from the config.
     When predictions_<split>.csv / scores_<split>.npy are missing and `evaluate_missing`, they are
-    made with `piumr_skel.evaluate.evaluate_run` (which needs the checkpoint and the data).
+    made with `piumr_skel.engine.evaluate.evaluate_run` (which needs the checkpoint and the data).
     """
-    from .splits import SPLIT_JSON, read_split_file
+    from piumr_skel.data.splits import SPLIT_JSON, read_split_file
 
     if split not in SPLITS:
         raise CompareError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -180,7 +180,7 @@ def load_run(run: str | Path, split: str = "val", *, name: str | None = None, de
     if ckpt is not None:
         class_names, source = [str(c) for c in ckpt["class_names"]], ckpt_path.name
     else:
-        from .data_setup import class_names_for
+        from piumr_skel.engine.data_setup import class_names_for
 
         try:
             class_names = class_names_for(cfg)
@@ -195,7 +195,7 @@ def load_run(run: str | Path, split: str = "val", *, name: str | None = None, de
             raise CompareError(f"{run}: no predictions_{split}.csv + scores_{split}.npy"
                                + ("" if ckpt_path else " and no checkpoint to make them with")
                                + f"; run `piumr eval {run} --split {split}` first")
-        from .evaluate import evaluate_run
+        from piumr_skel.engine.evaluate import evaluate_run
 
         try:
             evaluate_run(run, split=split, device=device, quiet=True)
@@ -500,7 +500,7 @@ def compare_runs(runs: Sequence[str | Path], out_dir: str | Path, *, split: str 
 def _per_class_figures(reference: str, accs: dict[str, np.ndarray], class_names: Sequence[str],
                        out: Path) -> list[Path]:
     """One bar plot of per-class accuracy differences per row (runs after the first, fusion) vs the first run."""
-    from .plots import plot_per_class_difference
+    from piumr_skel.engine.plots import plot_per_class_difference
 
     figures = []
     for name, acc in accs.items():

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import TrainConfig
+from piumr_skel.engine.config import TrainConfig
 
 
 @dataclass
@@ -36,7 +36,7 @@ MA52_LISTS = {"train": "train_list_videos.txt", "val": "val_list_videos.txt", "t
 
 def _read_all_labels(cfg: TrainConfig) -> tuple[pd.DataFrame, dict[str, pd.DataFrame] | None]:
     """-> (all labelled clips, official lists or None). A labels folder must hold MA-52's lists."""
-    from .labels import read_labels
+    from piumr_skel.data.labels import read_labels
 
     if cfg.labels is None:
         raise ValueError("no labels given: pass --labels (an MA-52 list, a CSV clip_id,label[,subject], "
@@ -61,7 +61,7 @@ def class_names_for(cfg: TrainConfig, labels: pd.DataFrame | None = None, lists:
     """The class set: --class-names; else the label_name.txt beside the labels file (the importers
     write one); else MA-52's names when the labels are MA-52 lists; else generic names 0..K-1
     with K = the largest label + 1. A label outside the names is an error (in the caller)."""
-    from .labels import MA52_CLASSES, read_class_names
+    from piumr_skel.data.labels import MA52_CLASSES, read_class_names
 
     if cfg.class_names:
         return read_class_names(cfg.class_names)
@@ -71,7 +71,7 @@ def class_names_for(cfg: TrainConfig, labels: pd.DataFrame | None = None, lists:
     if lists is not None or path is None or path.suffix != ".csv":
         return list(MA52_CLASSES)
     if labels is None:
-        from .labels import read_labels
+        from piumr_skel.data.labels import read_labels
 
         labels = read_labels(path)
     k = int(labels["label"].max()) + 1
@@ -87,7 +87,7 @@ def default_cache_dir(cfg: TrainConfig) -> Path:
 
 
 def augment_config(cfg: TrainConfig):
-    from .transforms import AugmentConfig
+    from piumr_skel.data.transforms import AugmentConfig
 
     return AugmentConfig(flip_p=cfg.aug_flip, rotate_p=0.5 if cfg.aug_rotate > 0 else 0.0,
                          rotate_degrees=cfg.aug_rotate, scale_p=0.5 if cfg.aug_scale > 0 else 0.0,
@@ -114,8 +114,8 @@ def load_run_data(cfg: TrainConfig, run_dir: Path | None, splits: tuple[str, ...
 
     `test_list` (predict) replaces the test split by every clip of that list, labels ignored.
     """
-    from .labels import match_store, read_labels
-    from .splits import make_split, write_split
+    from piumr_skel.data.labels import match_store, read_labels
+    from piumr_skel.data.splits import make_split, write_split
 
     if cfg.store is None:
         raise ValueError("no store given: pass --store (a keypoint store from `piumr extract`, "
@@ -144,9 +144,9 @@ def load_run_data(cfg: TrainConfig, run_dir: Path | None, splits: tuple[str, ...
         table = table[~table.index.duplicated(keep="last")]
 
     if cfg.modality == "skeleton":
-        from .data import ClipCache, SkeletonDataset
-        from .transforms import PersonStyleConfig
-        from .layouts import get_layout
+        from piumr_skel.data.dataset import ClipCache, SkeletonDataset
+        from piumr_skel.data.transforms import PersonStyleConfig
+        from piumr_skel.skeleton.layouts import get_layout
 
         layout = get_layout(cfg.layout)
         cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(cfg)
@@ -157,7 +157,7 @@ def load_run_data(cfg: TrainConfig, run_dir: Path | None, splits: tuple[str, ...
                           + ", ".join(list(cache.skipped)[:3] + list(cache.failed)[:3]))
         available = set(cache.clip_ids)
     else:
-        from .rgb.video_data import VideoClipDataset, find_videos
+        from piumr_skel.rgb.video_data import VideoClipDataset, find_videos
 
         layout = None
         videos = find_videos(cfg.store)

@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .labels import BODY_CLASSES, BODY_STARTS, NUM_ACTIONS, body_of_action  # noqa: E402
-from .metrics import METRIC_TITLES, confusion_matrix  # noqa: E402
+from piumr_skel.data.labels import BODY_CLASSES, BODY_STARTS, NUM_ACTIONS, body_of_action  # noqa: E402
+from piumr_skel.engine.metrics import METRIC_TITLES, confusion_matrix  # noqa: E402
 
 History = pd.DataFrame | Sequence[Mapping[str, float]]
 _BODY_COLORS = plt.get_cmap("tab10").colors[:len(BODY_CLASSES)]

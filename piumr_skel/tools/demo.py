@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import make_config
+from piumr_skel.engine.config import make_config
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,10 @@ def run_demo(out: Path, *, epochs: int | None = None, device: str = "auto", seed
     run folder there, so a second call with the same settings reuses the store and resumes (or just
     re-evaluates) the run, and other settings never report an earlier demo's numbers.
     """
-    from .evaluate import evaluate_run
-    from .metrics import format_metrics_table
-    from .synth import SynthConfig, generate_store
-    from .train import run_dir_for, train
+    from piumr_skel.engine.evaluate import evaluate_run
+    from piumr_skel.engine.metrics import format_metrics_table
+    from piumr_skel.tools.synth import SynthConfig, generate_store
+    from piumr_skel.engine.train import run_dir_for, train
 
     if preset not in PRESETS:
         raise ValueError(f"unknown demo preset {preset!r}; choices: {', '.join(PRESETS)}")

@@ -16,7 +16,7 @@ from pydantic import ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass
 
 Protocol = Literal["official", "xsub", "file"]
-from .transforms import STREAMS  # numpy only
+from piumr_skel.data.transforms import STREAMS  # numpy only
 
 Stream = Literal[STREAMS]  # type: ignore[valid-type]
 # GIRL groupings: v1 clusters each batch ("kmeans" on feature statistics); v2 groups the whole
@@ -183,7 +183,7 @@ def make_config(values: dict[str, Any], source: str = "options") -> TrainConfig:
 
 
 def _check_ranges(cfg: TrainConfig, source: str) -> None:
-    from .models import BACKBONES  # registry, filled on import
+    from piumr_skel.models import BACKBONES  # registry, filled on import
 
     problems = []
     if cfg.modality == "skeleton" and cfg.backbone not in BACKBONES:
@@ -191,7 +191,7 @@ def _check_ranges(cfg: TrainConfig, source: str) -> None:
     if cfg.modality == "rgb" and cfg.backbone not in ("tsm_r18", "tsm_r50"):
         problems.append(f"backbone: unknown RGB backbone {cfg.backbone!r}; choices: tsm_r18, tsm_r50")
     if cfg.modality == "skeleton":
-        from .layouts import LAYOUTS
+        from piumr_skel.skeleton.layouts import LAYOUTS
 
         if cfg.layout not in LAYOUTS:
             problems.append(f"layout: unknown {cfg.layout!r}; choices: {', '.join(sorted(LAYOUTS))}")

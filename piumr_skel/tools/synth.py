@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 import numpy as np
 from scipy.special import ndtri
 
-from .labels import MA52_CLASSES, body_of_action
+from piumr_skel.data.labels import MA52_CLASSES, body_of_action
 
 # --------------------------------------------------------------------------------------------
 # Classes: MA-52 ids and names. The body class follows from the id (labels.BODY_STARTS).

@@ -1,0 +1,1 @@
+"""From keypoints to model inputs: labels, splits, clip transforms, the clip cache and dataset."""

@@ -1,0 +1,1 @@
+"""A run from its config: data, model, objective, checkpoints, training, evaluation, scores."""

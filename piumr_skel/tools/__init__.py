@@ -1,0 +1,1 @@
+"""Built on the engine: ablations, comparisons, fusion, demo, importers, drawing, synthetic data."""
