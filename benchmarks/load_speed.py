@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from piumr_skel.engine import runtime as engine
+from piumr_skel.engine import runtime
 from piumr_skel.engine.config import TrainConfig
 from piumr_skel.data.dataset import CacheMismatchError, ClipCache, SkeletonDataset, make_loader
 from piumr_skel.engine.data_setup import augment_config
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
           f"first {2 * args.workers} batches incl. start-up {startup:.2f} s); "
           f"scaling {multi / (args.workers * single):.2f} of linear")
 
-    device = engine.resolve_device(args.device)
+    device = runtime.resolve_device(args.device)
     amp = bool(args.amp and device.type == "cuda")
     gen_t = torch.Generator().manual_seed(args.seed)
     V = int(cache.meta["num_joints"])

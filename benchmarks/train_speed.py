@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from piumr_skel.engine import runtime as engine
+from piumr_skel.engine import runtime
 from piumr_skel.engine.config import TrainConfig
 from piumr_skel.skeleton.graph import Graph
 from piumr_skel.skeleton.layouts import get_layout
@@ -170,7 +170,7 @@ def make_config(base_channels: int, layout_name: str, *, tfam: bool, girl: bool)
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     # The trainer's optimiser: SGD, nesterov momentum, no weight decay on 1-D parameters.
-    return torch.optim.SGD(engine.param_groups(model, cfg.weight_decay), lr=cfg.base_lr,
+    return torch.optim.SGD(runtime.param_groups(model, cfg.weight_decay), lr=cfg.base_lr,
                            momentum=cfg.momentum, nesterov=True)
 
 
@@ -198,7 +198,7 @@ def build_steps(x: torch.Tensor, y: torch.Tensor, *, base_channels: int, num_cla
 def _reference_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                     device: torch.device, amp: bool) -> Callable[[], None]:
     def run() -> None:
-        with engine.autocast(device, amp):
+        with runtime.autocast(device, amp):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
         opt.zero_grad(set_to_none=True)
@@ -218,7 +218,7 @@ def _our_step(model: nn.Module, objective: TrainLoss, opt: torch.optim.Optimizer
     late_epoch = float(objective.cfg.epochs - 1)
 
     def run() -> None:
-        with engine.autocast(device, amp):
+        with runtime.autocast(device, amp):
             outputs = model(batch.x)
         loss, _ = objective(outputs, batch, late_epoch)
         opt.zero_grad(set_to_none=True)
@@ -312,7 +312,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Run the benchmark, print its table and ratio lines, return the ratios."""
     args = parse_args(argv)
-    device = engine.resolve_device(args.device)
+    device = runtime.resolve_device(args.device)
     amp = bool(args.amp and device.type == "cuda")
     if args.amp and not amp:
         print("note: --amp applies to CUDA only; timing fp32 on the CPU")

@@ -85,14 +85,14 @@ _KILLABLE = textwrap.dedent("""
     # sleeps, so the parent can SIGKILL it mid-epoch (after last.pt of epoch 1 is on disk).
     import sys, time
     from pathlib import Path
-    from piumr_skel.engine import runtime as engine
+    from piumr_skel.engine import runtime
     from piumr_skel.engine.config import load_config
     from piumr_skel.engine.train import train
 
     cfg = load_config(sys.argv[1])
     marker = Path(sys.argv[2])
     steps_per_epoch = int(sys.argv[3])
-    lr_at = engine.lr_at
+    lr_at = runtime.lr_at
 
     def lr_at_then_hang(step, **kw):
         if step == steps_per_epoch + 1:
@@ -100,7 +100,7 @@ _KILLABLE = textwrap.dedent("""
             time.sleep(600)
         return lr_at(step, **kw)
 
-    engine.lr_at = lr_at_then_hang
+    runtime.lr_at = lr_at_then_hang
     train(cfg, echo=print)
 """)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from piumr_skel.engine import runtime as engine
+from piumr_skel.engine import runtime
 from piumr_skel.engine.build import build_model
 from piumr_skel.engine.checkpoint import check_layout, read_checkpoint, resolve_checkpoint
 from piumr_skel.engine.config import TrainConfig, make_config, saved_config
@@ -39,7 +39,7 @@ def predict_scores(model: torch.nn.Module, loader, device: torch.device, amp: bo
     model.eval()
     all_scores, all_idx = [], []
     for x, _, idx in loader:
-        with engine.autocast(device, amp):
+        with runtime.autocast(device, amp):
             probs = model.predict_proba(x.to(device, non_blocking=True))
         all_scores.append(probs.float().cpu().numpy())
         all_idx.append(idx.numpy())
@@ -62,7 +62,7 @@ def evaluate_run(run_or_ckpt: str | Path, *, split: str = "val", device: str = "
     from piumr_skel.engine.data_setup import load_run_data
     from piumr_skel.engine.metrics import score_split
 
-    dev = engine.resolve_device(device)
+    dev = runtime.resolve_device(device)
     ckpt_path = resolve_checkpoint(run_or_ckpt)
     cfg, model, ckpt = load_checkpoint(ckpt_path, dev)
     cfg = _with_overrides(cfg, store=store, labels=labels)
@@ -125,7 +125,7 @@ def predict_run(run_or_ckpt: str | Path, *, out: str | Path, store: str | None =
 
     if body_from not in BODY_FROM:
         raise ValueError(f"body_from must be one of {BODY_FROM}, got {body_from!r}")
-    dev = engine.resolve_device(device)
+    dev = runtime.resolve_device(device)
     cfg, model, _ = load_checkpoint(run_or_ckpt, dev)
     data = load_run_data(_with_overrides(cfg, store=store), None, ("test",), test_list=test_list)
     ds = data.datasets["test"]

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from piumr_skel.engine import runtime as engine
+from piumr_skel.engine import runtime
 from piumr_skel.engine.build import build_loss, build_model
 from piumr_skel.engine.checkpoint import make_checkpoint, read_checkpoint
 from piumr_skel.engine.config import TrainConfig, save_config
@@ -51,8 +51,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, echo: Callable[[str], None]
     pipeline derives its randomness from (seed, epoch, index) and GIRL v2's groups from
     (seed, epoch), a resumed CPU run ends with the same metrics as an uninterrupted one.
     """
-    device = engine.resolve_device(cfg.device)
-    dist_ = engine.init_distributed(device)
+    device = runtime.resolve_device(cfg.device)
+    dist_ = runtime.init_distributed(device)
     try:  # the guard checks the options against the run's own and locks the folder, writing nothing
         guard_run(cfg, run_dir_for(cfg), resume=resume, extend_epochs=extend_epochs, lock=dist_.main)
         run = _prepare(cfg, dist_, device, resume, echo)
@@ -70,7 +70,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, echo: Callable[[str], None]
     finally:
         release_run(run_dir_for(cfg))
         _close_logging()
-        engine.close_distributed(dist_)
+        runtime.close_distributed(dist_)
 
 
 @dataclass
@@ -79,7 +79,7 @@ class Run:
 
     cfg: TrainConfig
     dir: Path
-    dist: engine.Dist
+    dist: runtime.Dist
     device: torch.device
     amp: bool
     data: RunData
@@ -100,7 +100,7 @@ class Run:
 
 
 # ----------------------------------------------------------------------------- 1. prepare
-def _prepare(cfg: TrainConfig, dist_: engine.Dist, device: torch.device, resume: bool,
+def _prepare(cfg: TrainConfig, dist_: runtime.Dist, device: torch.device, resume: bool,
              echo: Callable[[str], None]) -> Run:
     if dist_.enabled and device.type == "cuda":
         device = torch.device("cuda", dist_.local_rank)
@@ -172,7 +172,7 @@ def _prepare(cfg: TrainConfig, dist_: engine.Dist, device: torch.device, resume:
 
 
 def _make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    groups = engine.param_groups(model, cfg.weight_decay)
+    groups = runtime.param_groups(model, cfg.weight_decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.base_lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     return torch.optim.AdamW(groups, lr=cfg.base_lr)
@@ -209,11 +209,11 @@ def _feature_descriptors(run: Run) -> torch.Tensor:
     ds = run.data.datasets["train"].eval_view()
     loader = make_loader(ds, batch_size=run.cfg.batch_size, shuffle=False, num_workers=run.cfg.num_workers,
                          seed=run.cfg.seed, epoch=0, drop_last=False)
-    model = engine.unwrap(run.model)
+    model = runtime.unwrap(run.model)
     model.eval()
     out = torch.zeros(len(ds), 0)
     for x, _, idx in loader:
-        with engine.autocast(run.device, run.amp):
+        with runtime.autocast(run.device, run.amp):
             feats = model(x.to(run.device))[1]
         d = style_descriptor(feats.float()).cpu()
         if out.shape[1] == 0:
@@ -242,13 +242,13 @@ def _train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
     for it, (x, y, idx) in enumerate(bar):
         if it >= n_steps:
             break
-        lr = engine.lr_at(run.step, base_lr=cfg.base_lr, total_steps=run.total_steps, warmup_steps=run.warmup_steps)
+        lr = runtime.lr_at(run.step, base_lr=cfg.base_lr, total_steps=run.total_steps, warmup_steps=run.warmup_steps)
         for group in run.optimizer.param_groups:
             group["lr"] = lr
         batch = Batch(x=x.to(run.device, non_blocking=True), y=y.to(run.device, non_blocking=True), index=idx,
                       subject=run.subjects[idx].to(run.device),
                       group=None if run.groups is None else run.groups[idx].to(run.device))
-        with engine.autocast(run.device, run.amp):
+        with runtime.autocast(run.device, run.amp):
             outputs = run.model(batch.x)
         loss, parts = run.objective(outputs, batch, epoch + it / n_steps)
         # Under DDP a rank that stopped here would leave the others waiting in the gradient
@@ -296,7 +296,7 @@ def _validate_and_save(run: Run, epoch: int, row: dict[str, Any]) -> None:
 
         val_loader = make_loader(run.data.datasets["val"], batch_size=cfg.batch_size, shuffle=False,
                                  num_workers=cfg.num_workers, seed=cfg.seed, epoch=0, drop_last=False)
-        scores, idx = predict_scores(engine.unwrap(run.model), val_loader, run.device, run.amp)
+        scores, idx = predict_scores(runtime.unwrap(run.model), val_loader, run.device, run.amp)
         metrics = score_split(scores, run.data.labels["val"][idx], run.data.subjects["val"][idx],
                               class_names=run.data.class_names)
         row.update({f"val_{k}": v for k, v in metrics.items()})
@@ -306,14 +306,14 @@ def _validate_and_save(run: Run, epoch: int, row: dict[str, Any]) -> None:
     run.history.append(row)
     if run.dist.main:
         girl = run.objective.girl
-        ckpt = make_checkpoint(model_state=engine.unwrap(run.model).state_dict(),
+        ckpt = make_checkpoint(model_state=runtime.unwrap(run.model).state_dict(),
                                optimizer_state=run.optimizer.state_dict(), config=cfg.to_dict(),
                                class_names=run.data.class_names, layout=run.data.layout, epoch=epoch + 1,
                                step=run.step, history=run.history, best=run.best,
                                extra={"loss_state": girl.state_dict() if girl is not None else {}})
         if is_best:
-            engine.atomic_save(ckpt, run.dir / "best.pt")
-        engine.atomic_save(ckpt, run.dir / "last.pt")  # last.pt written last: it marks the epoch as done
+            runtime.atomic_save(ckpt, run.dir / "best.pt")
+        runtime.atomic_save(ckpt, run.dir / "last.pt")  # last.pt written last: it marks the epoch as done
         _write_history(run.dir, run.history)
         if cfg.plot_every and (epoch + 1) % cfg.plot_every == 0:
             _plot_curves(run.dir, run.history)
