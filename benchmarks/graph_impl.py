@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from piumr_skel.skeleton.graph import Graph
 from piumr_skel.models import PygSpatialGraphConv, SpatialGraphConv
+from piumr_skel.skeleton.graph import Graph
 
 
 def step_seconds(layer: torch.nn.Module, x: torch.Tensor) -> float:

@@ -6,8 +6,8 @@ from pathlib import Path
 import click
 
 from cli.train import config_options
-from piumr_skel.tools.ablate import DEFAULT_VARIANTS, SYNTH_PRESETS, VARIANTS, AblationError
 from piumr_skel.engine.config import ConfigError
+from piumr_skel.tools.ablate import DEFAULT_VARIANTS, SYNTH_PRESETS, VARIANTS, AblationError
 
 
 @click.command("ablate")

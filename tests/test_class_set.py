@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from piumr_skel.data.labels import MA52_CLASSES
 from piumr_skel.engine.config import make_config
 from piumr_skel.engine.data_setup import class_names_for
-from piumr_skel.data.labels import MA52_CLASSES
 from piumr_skel.engine.metrics import score_split
 
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from piumr_skel.models.stgcn import SpatialGraphConv
 from piumr_skel.skeleton.graph import Graph, hop_distance
 from piumr_skel.skeleton.layouts import LAYOUTS, get_layout
-from piumr_skel.models.stgcn import SpatialGraphConv
 
 
 def test_inward_signal_on_child_arrives_at_parent():

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
+from piumr_skel.data.transforms import STREAMS, normalize_clip, to_stream
 from piumr_skel.engine.build import build_loss, build_model
 from piumr_skel.engine.config import make_config
-from piumr_skel.skeleton.layouts import LAYOUTS, get_layout
 from piumr_skel.engine.losses import Batch
 from piumr_skel.models import BACKBONES
 from piumr_skel.rgb import RGB_ARCHS
-from piumr_skel.data.transforms import STREAMS, normalize_clip, to_stream
+from piumr_skel.skeleton.layouts import LAYOUTS, get_layout
 
 NUM_CLASSES = 5
 T = 16  # two stride-2 stages leave T' = 4 frames for TFAM and the head

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import yaml
 
-from piumr_skel.tools import ablate, reference
 from piumr_skel.engine.config import make_config
 from piumr_skel.skeleton.layouts import HAND_NAMES, get_layout
+from piumr_skel.tools import ablate, reference
 
 HOLISTIC = get_layout("mp_holistic")
 HAND = reference.right_hand_joints(HOLISTIC)

@@ -18,9 +18,9 @@ def build_model(cfg: TrainConfig, num_classes: int, layout=None) -> torch.nn.Mod
         return RGBRecognizer(arch=cfg.backbone, num_classes=num_classes, num_segments=cfg.frames,
                              tfam=cfg.tfam, tfam_kwargs=tfam_kw, pretrained=cfg.pretrained,
                              dropout=cfg.drop_rate, width=cfg.base_channels)
-    from piumr_skel.models.recognizer import Recognizer
-    from piumr_skel.models import create_backbone
     from piumr_skel.method.tfam import TFAM
+    from piumr_skel.models import create_backbone
+    from piumr_skel.models.recognizer import Recognizer
 
     backbone = create_backbone(cfg.backbone, in_channels=3, num_classes=num_classes, layout=layout,
                                graph_mode=cfg.graph_mode, base_channels=cfg.base_channels,

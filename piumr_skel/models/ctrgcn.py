@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from piumr_skel.skeleton.layouts import Layout
+
 from .base import Backbone, stage_plan
 from .registry import register_backbone
 from .stgcn import TemporalConv, residual_path

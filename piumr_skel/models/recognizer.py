@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:  # TFAM lives in piumr_skel.method.tfam; only its forward signature is used here
-    from piumr_skel.models.base import Backbone
     from piumr_skel.method.tfam import TFAM
+    from piumr_skel.models.base import Backbone
 
 __all__ = ["Recognizer"]
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from piumr_skel.skeleton.layouts import Layout
+
 from .base import Backbone, stage_plan
 from .gcn_pyg import PygSpatialGraphConv
 from .registry import register_backbone

@@ -57,8 +57,8 @@ def run_demo(out: Path, *, epochs: int | None = None, device: str = "auto", seed
     """
     from piumr_skel.engine.evaluate import evaluate_run
     from piumr_skel.engine.metrics import format_metrics_table
-    from piumr_skel.tools.synth import SynthConfig, generate_store
     from piumr_skel.engine.train import run_dir_for, train
+    from piumr_skel.tools.synth import SynthConfig, generate_store
 
     if preset not in PRESETS:
         raise ValueError(f"unknown demo preset {preset!r}; choices: {', '.join(PRESETS)}")

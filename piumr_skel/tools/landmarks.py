@@ -32,9 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from pose_extract.schema import STORE_FILE
-
 from piumr_skel.tools.importers import LABELS_FILE, ImportFormatError, ImportResult, _write_side_files
+from pose_extract.schema import STORE_FILE
 
 NUM_POINTS = 75
 HOLISTIC_PARTS = {"pose": slice(0, 33), "left_hand": slice(33, 54), "right_hand": slice(54, 75)}

@@ -36,8 +36,8 @@ def right_hand_joints(layout: Any) -> np.ndarray | None:
 def right_hand_features(clip: np.ndarray, hand: np.ndarray, frames: int = FRAMES) -> np.ndarray:
     """(frames · 21 · 2,) features of one normalised clip (T, V, 3): each hand point minus the wrist,
     divided by the clip's mean wrist-to-middle-MCP distance, at `frames` evenly spaced times."""
-    from piumr_skel.skeleton.layouts import HAND_NAMES
     from piumr_skel.data.transforms import resample_time
+    from piumr_skel.skeleton.layouts import HAND_NAMES
 
     xy = np.asarray(clip[..., :2], dtype=np.float64)
     wrist, mcp = int(hand[0]), int(hand[HAND_NAMES.index("middle_mcp")])
