@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import pose_extract as pe
 from piumr_skel.data.dataset import ClipCache
-from test_data import _pose_clip, _store_api, _write_store  # tests/test_data.py
+from test_data import _pose_clip, _write_store  # tests/test_data.py
 
 # ---------------------------------------------------------------------------- clip cache
 
@@ -35,7 +36,6 @@ def _concurrent_builder(store: str, cache_dirs: list[str], barrier, results) -> 
 
 def test_two_processes_building_one_cache_at_once(tmp_path: Path) -> None:
     """Issue 10 item 2: the second builder waits and reuses the first one's cache, never a mix."""
-    pe, layouts = _store_api()
     rng = np.random.default_rng(0)
     clips = {f"{s:04d}_01_{i:04d}": _pose_clip(rng, 150) for s in range(4) for i in range(10)}
     store = _write_store(pe, tmp_path / "store", clips)
@@ -63,7 +63,6 @@ def test_two_processes_building_one_cache_at_once(tmp_path: Path) -> None:
 
 def test_cache_rebuilds_when_frames_are_edited_in_place(tmp_path: Path) -> None:
     """Issue 10 item 6: same clips table, other frames in the same file -> the cache rebuilds."""
-    pe, _ = _store_api()
     rng = np.random.default_rng(2)
     first = {"0001_01_0001": _pose_clip(rng, 20)}
     second = {"0001_01_0001": _pose_clip(rng, 20)}
