@@ -185,7 +185,7 @@ def test_pyskl_errors_name_file_annotation_and_shape(tmp_path):
     with pytest.raises(ImportFormatError, match=r"split\.pkl: split 'train'.*'nope'"):
         import_pyskl(p, tmp_path / "s_split")
 
-    with pytest.raises(ImportFormatError, match=r"bad_layout.*not in piumr_skel\.layouts"):
+    with pytest.raises(ImportFormatError, match=r"bad_layout.*not in piumr_skel\.skeleton\.layouts"):
         import_pyskl(tmp_path / "ann.pkl", tmp_path / "s_lay", layout="bad_layout")
 
     (tmp_path / "junk.pkl").write_bytes(b"not a pickle")
