@@ -31,15 +31,14 @@ import time
 from pathlib import Path
 
 import torch
+from train_speed import build_steps, time_steps  # benchmarks/ is on sys.path when run as a script
 
+from piumr_skel.data.dataset import CacheMismatchError, ClipCache, SkeletonDataset, make_loader
+from piumr_skel.data.labels import read_labels
 from piumr_skel.engine import runtime
 from piumr_skel.engine.config import TrainConfig
-from piumr_skel.data.dataset import CacheMismatchError, ClipCache, SkeletonDataset, make_loader
 from piumr_skel.engine.data_setup import augment_config
-from piumr_skel.data.labels import read_labels
 from piumr_skel.tools.synth import SYNTH_CLASSES, SynthConfig, generate_store
-
-from train_speed import build_steps, time_steps  # benchmarks/ is on sys.path when run as a script
 
 MA52_CLIPS = 22_422
 MA52_CLIPS_PER_PERSON = 22_422 / 205   # MA-52: 22,422 clips from 205 people

@@ -36,11 +36,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from piumr_skel.engine import runtime
+from piumr_skel.engine.build import build_loss, build_model
 from piumr_skel.engine.config import TrainConfig
+from piumr_skel.engine.losses import Batch, TrainLoss
 from piumr_skel.skeleton.graph import Graph
 from piumr_skel.skeleton.layouts import get_layout
-from piumr_skel.engine.build import build_loss, build_model
-from piumr_skel.engine.losses import Batch, TrainLoss
 
 TARGET_RATIO = 1.0       # ours / reference samples per second
 TARGET_OVERHEAD = 1.25   # full / ERM step time

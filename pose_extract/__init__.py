@@ -1,8 +1,16 @@
 """Video -> keypoints: MediaPipe Holistic extraction into a Parquet keypoint store, and the store API."""
-from .schema import (FACE_SUBSET, FACE_SUBSET_INDICES, KIND_IMPORTED, KIND_MEDIAPIPE, SCHEMA_VERSION,
-                     VIDEO_EXTENSIONS, mediapipe_parts, parse_subject)
 from .locking import LockBusyError
-from .store import (Store, StoreError, StoreWriter, load_clip, merge_stores, open_store, writer_lock)
+from .schema import (
+    FACE_SUBSET,
+    FACE_SUBSET_INDICES,
+    KIND_IMPORTED,
+    KIND_MEDIAPIPE,
+    SCHEMA_VERSION,
+    VIDEO_EXTENSIONS,
+    mediapipe_parts,
+    parse_subject,
+)
+from .store import Store, StoreError, StoreWriter, load_clip, merge_stores, open_store, writer_lock
 
 __all__ = [
     "FACE_SUBSET", "FACE_SUBSET_INDICES", "KIND_IMPORTED", "KIND_MEDIAPIPE", "SCHEMA_VERSION",

@@ -13,8 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .schema import (FACE_SUBSET_INDICES, KIND_MEDIAPIPE, RATE_PARTS, STORE_FILE, mediapipe_parts,
-                     parse_subject)
+from .schema import FACE_SUBSET_INDICES, KIND_MEDIAPIPE, RATE_PARTS, STORE_FILE, mediapipe_parts, parse_subject
 from .store import WRITER_LOCK, StoreError, StoreWriter, describe_settings_diff, open_store, writer_lock
 from .video import VideoError, find_videos, iter_frames, shard_of
 

@@ -34,8 +34,19 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import (CLIP_COLUMNS, CLIPS_DIR, CLIPS_SCHEMA, FRAMES_DIR, KINDS, RATE_PARTS,
-                     SCHEMA_VERSION, STATUSES, STORE_FILE, frames_schema, parse_subject)
+from .schema import (
+    CLIP_COLUMNS,
+    CLIPS_DIR,
+    CLIPS_SCHEMA,
+    FRAMES_DIR,
+    KINDS,
+    RATE_PARTS,
+    SCHEMA_VERSION,
+    STATUSES,
+    STORE_FILE,
+    frames_schema,
+    parse_subject,
+)
 
 try:  # POSIX only; without it commits are still atomic, only concurrent writers are unsafe
     import fcntl

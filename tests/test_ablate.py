@@ -13,8 +13,15 @@ from click.testing import CliRunner
 
 from cli.ablate import ablate_cmd
 from piumr_skel.tools import ablate
-from piumr_skel.tools.ablate import (AblationError, make_spec, paired_test, parse_seeds, parse_variants, plan_runs,
-                               summary_table)
+from piumr_skel.tools.ablate import (
+    AblationError,
+    make_spec,
+    paired_test,
+    parse_seeds,
+    parse_variants,
+    plan_runs,
+    summary_table,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

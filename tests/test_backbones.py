@@ -7,11 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from piumr_skel.skeleton.graph import Graph
-from piumr_skel.models.recognizer import Recognizer
-from piumr_skel.models import (PygSpatialGraphConv, SpatialGraphConv, create_backbone, register_backbone,
-                               stage_plan)
 from piumr_skel.method.tfam import TFAM
+from piumr_skel.models import PygSpatialGraphConv, SpatialGraphConv, create_backbone, register_backbone, stage_plan
+from piumr_skel.models.recognizer import Recognizer
+from piumr_skel.skeleton.graph import Graph
 
 TINY = dict(base_channels=8, num_blocks=3)
 

@@ -15,9 +15,9 @@ from typing import Callable, NamedTuple
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import tiny_recipe
 
 from cli.main import cli
-from conftest import tiny_recipe
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "BAD_INPUTS.md"
 

@@ -1,4 +1,5 @@
-"""The `piumr` command line: every command is listed, train's options mirror TrainConfig, bad values are usage errors."""
+"""The `piumr` command line: every command is listed, train's options mirror TrainConfig, bad values are
+usage errors."""
 from __future__ import annotations
 
 import dataclasses

@@ -10,11 +10,19 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from piumr_skel.tools.compare import (CompareError, PUBLISHED_MA52, align_runs, check_compatible, compare_runs,
-                                late_fusion, load_run, mcnemar)
+from piumr_skel.data.splits import write_split
 from piumr_skel.engine.config import make_config, save_config
 from piumr_skel.engine.metrics import ma52_metrics, subject_robustness
-from piumr_skel.data.splits import write_split
+from piumr_skel.tools.compare import (
+    PUBLISHED_MA52,
+    CompareError,
+    align_runs,
+    check_compatible,
+    compare_runs,
+    late_fusion,
+    load_run,
+    mcnemar,
+)
 
 SHARED_MA52 = Path(__file__).resolve().parents[2] / "shared" / "ma52"
 
@@ -277,8 +285,8 @@ def test_real_rgb_and_skeleton_runs_compare_into_one_report(real_split, tmp_path
     if not (SHARED_MA52 / "videos").is_dir():
         pytest.skip(f"real MA-52 clips not found in {SHARED_MA52 / 'videos'} (../shared is absent)")
     from cli.compare import compare_cmd
-    from pose_extract import extract_videos
     from piumr_skel.engine.train import train
+    from pose_extract import extract_videos
 
     videos = SHARED_MA52 / "videos"
     labels_csv, split_json = real_split.labels, real_split.split

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from piumr_skel.engine.config import FIELDS, ConfigError, TrainConfig, load_config, make_config, save_config
-from piumr_skel.skeleton.layouts import LAYOUTS
 from piumr_skel.models import BACKBONES
+from piumr_skel.skeleton.layouts import LAYOUTS
 
 
 def _yaml(tmp_path: Path, text: str) -> Path:

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from toy_layout import TOY, ToyLayout  # tests/toy_layout.py
 
 import pose_extract as pe
-from piumr_skel.skeleton import layouts
 from piumr_skel.data.dataset import (
     AugmentConfig,
     CacheMismatchError,
@@ -18,7 +18,7 @@ from piumr_skel.data.dataset import (
     make_loader,
 )
 from piumr_skel.data.transforms import normalize_clip, to_stream
-from toy_layout import TOY, ToyLayout  # tests/toy_layout.py
+from piumr_skel.skeleton import layouts
 
 
 def _toy_arrays(n: int, seed: int = 0) -> dict[str, np.ndarray]:

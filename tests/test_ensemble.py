@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from test_compare import fake_run, softmax  # tests/ is on sys.path under pytest
 
 from piumr_skel.tools.compare import weighted_fusion
-from test_compare import fake_run, softmax  # tests/ is on sys.path under pytest
 
 
 def test_weighted_fusion_is_the_weighted_mean_and_refuses_bad_weights():

@@ -5,8 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from piumr_skel.method.girl import (GIRLoss, group_softmax, kmeans, margins, merge_small_groups,
-                             style_descriptor)
+from piumr_skel.method.girl import GIRLoss, group_softmax, kmeans, margins, merge_small_groups, style_descriptor
 
 
 def _batch(n: int = 24, k: int = 6, d: int = 8, seed: int = 0):

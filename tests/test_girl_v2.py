@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from piumr_skel.engine.config import make_config
-from piumr_skel.method.girl import GIRLossV2, assign_epoch_groups, boundary_weights, input_descriptors, margins
 from piumr_skel.engine.losses import Batch, TrainLoss, ramp
+from piumr_skel.method.girl import GIRLossV2, assign_epoch_groups, boundary_weights, input_descriptors, margins
 
 
 def _batch(n: int = 24, k: int = 5, seed: int = 0):

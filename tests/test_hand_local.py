@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from piumr_skel.skeleton.layouts import get_layout
 from piumr_skel.data.transforms import PersonStyleConfig, part_anchor, part_local, person_style, scale_limbs, to_stream
+from piumr_skel.skeleton.layouts import get_layout
 
 HAND_LAYOUTS = ("mp_holistic", "mp_holistic_face", "halpe136", "openpose28")
 

@@ -11,10 +11,16 @@ import pytest
 from click.testing import CliRunner
 
 from cli.importers import export_cmd, import_group
-from piumr_skel.tools.importers import (ImportFormatError, export_pyskl, import_mmn, import_pyskl,
-                                  pick_person, read_pyskl)
 from piumr_skel.data.labels import read_labels
 from piumr_skel.data.splits import read_split_file
+from piumr_skel.tools.importers import (
+    ImportFormatError,
+    export_pyskl,
+    import_mmn,
+    import_pyskl,
+    pick_person,
+    read_pyskl,
+)
 from pose_extract import open_store
 
 V = 17  # COCO-17, the layout of PYSKL's 2D NTU / FineGYM releases

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from cli.importers import export_cmd, import_group
-from piumr_skel.tools.importers import ImportFormatError, export_pyskl, import_mmn, import_pyskl
 from piumr_skel.data.labels import match_store, read_labels
 from piumr_skel.skeleton.layouts import HALPE44_INDICES, MP_POSE_NAMES, get_layout
+from piumr_skel.tools.importers import ImportFormatError, export_pyskl, import_mmn, import_pyskl
 from pose_extract import open_store
 
 ANN_KEYS = {"frame_dir", "img_shape", "original_shape", "total_frames", "keypoint", "keypoint_score"}
@@ -322,8 +322,8 @@ def _test_list(tiny_store, path: Path, extra: list[str]) -> list[str]:
 
 @pytest.mark.slow
 def test_predict_refuses_missing_clips_unless_allowed(run_and_store, tmp_path):
-    from piumr_skel.engine.evaluate import predict_run
     from piumr_skel.data.labels import body_of_action
+    from piumr_skel.engine.evaluate import predict_run
 
     run, tiny_store = run_and_store
     chosen = _test_list(tiny_store, tmp_path / "t.txt", ["test0000.mp4", "test0001.mp4"])

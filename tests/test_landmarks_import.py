@@ -128,21 +128,29 @@ def test_cache_reads_the_store_with_mediapipe_layouts(tmp_path):
 def _bad_cases(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     """name -> (input file, text the one-line error must contain)."""
     cases: dict[str, tuple[dict | bytes, str]] = {}
-    a = _arrays(); a["lengths"] = np.array([3, 4, 3]); cases["sum"] = (a, "sums to 10")
-    a = _arrays(); a["data"] = a["data"][:, :74]; cases["V"] = (a, "V = 74")
-    a = _arrays(); a["data"] = a["data"][..., :2]; cases["C"] = (a, "C = 2")
-    a = _arrays(); a["data"][4, 60, 1] = np.nan; cases["nan"] = (a, "clip 1, frame 1, right_hand")
-    a = _arrays(); a["data"][0, 2, 0] = np.inf; cases["inf"] = (a, "clip 0, frame 0, pose point 2")
-    a = _arrays(); del a["gloss"]; cases["key"] = (a, "no key 'gloss'")
+    a = _arrays()
+    cases["sum"] = ({**a, "lengths": np.array([3, 4, 3])}, "sums to 10")
+    cases["V"] = ({**a, "data": a["data"][:, :74]}, "V = 74")
+    cases["C"] = ({**a, "data": a["data"][..., :2]}, "C = 2")
+    a = _arrays()
+    a["data"][4, 60, 1] = np.nan
+    cases["nan"] = (a, "clip 1, frame 1, right_hand")
+    a = _arrays()
+    a["data"][0, 2, 0] = np.inf
+    cases["inf"] = (a, "clip 0, frame 0, pose point 2")
+    a = _arrays()
+    del a["gloss"]
+    cases["key"] = (a, "no key 'gloss'")
     cases["empty"] = ({"data": np.zeros((0, 75, 4), np.float32), "lengths": np.zeros(0, np.int64),
                        "gloss": np.array([], "<U1"), "language": np.array([], "<U1")}, "no clips")
-    a = _arrays(); a["gloss"] = a["gloss"][:2]; cases["labels"] = (a, "'gloss' has shape (2,)")
-    a = _arrays(); a["language"] = np.array(["a", "b", "c", "d"]); cases["subjects"] = (a, "'language'")
-    a = _arrays(); a["fps"] = np.array([25.0, 30.0]); cases["fps"] = (a, "'fps' has shape (2,)")
-    a = _arrays(); a["lengths"] = np.array([5, 4, 0]); cases["zero"] = (a, "clip 2 has 0 frames")
-    a = _arrays(); a["lengths"] = np.array([7, 4, -2]); cases["negative"] = (a, "-2 frames")
-    a = _arrays(); a["gloss"] = np.array(["B", "A\tx", "B"]); cases["tab"] = (a, "holds a tab")
-    a = _arrays(); a["language"] = np.array(["ase", " ", "ase"]); cases["nosubj"] = (a, "empty subject")
+    a = _arrays()
+    cases["labels"] = ({**a, "gloss": a["gloss"][:2]}, "'gloss' has shape (2,)")
+    cases["subjects"] = ({**a, "language": np.array(["a", "b", "c", "d"])}, "'language'")
+    cases["fps"] = ({**a, "fps": np.array([25.0, 30.0])}, "'fps' has shape (2,)")
+    cases["zero"] = ({**a, "lengths": np.array([5, 4, 0])}, "clip 2 has 0 frames")
+    cases["negative"] = ({**a, "lengths": np.array([7, 4, -2])}, "-2 frames")
+    cases["tab"] = ({**a, "gloss": np.array(["B", "A\tx", "B"])}, "holds a tab")
+    cases["nosubj"] = ({**a, "language": np.array(["ase", " ", "ase"])}, "empty subject")
     cases["notnpz"] = (b"this is not an archive", "cannot be read as an .npz")
     cases["truncated"] = (None, "cannot be read")
     cases["npy"] = (None, "not an .npz archive")
@@ -195,7 +203,7 @@ def test_existing_store_refused_unless_overwrite(tmp_path):
     assert _invoke(src, out).exit_code == 0
     r = _invoke(src, out)
     assert r.exit_code != 0 and "not empty" in r.output and "--overwrite" in r.output
-    a = _arrays(); a["gloss"] = np.array(["C", "C", "D"])
+    a = {**_arrays(), "gloss": np.array(["C", "C", "D"])}
     assert _invoke(_write(tmp_path, a, "b.npz"), out, "--overwrite").exit_code == 0
     assert sorted(open_store(out).clips()["clip_id"]) == ["ase_C_0000", "ase_D_0002", "gsg_C_0001"]
     other = tmp_path / "notes"

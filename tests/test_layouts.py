@@ -9,8 +9,8 @@ import pytest
 
 from piumr_skel.skeleton.layouts import LAYOUTS, Layout, assemble, get_layout
 
-EXPECTED_V = {"mp_pose": 35, "mp_holistic": 77, "mp_holistic_face": 101, "coco17": 17, "openpose18": 18, "openpose28": 28,
-              "halpe136": 136, "halpe44": 44}
+EXPECTED_V = {"mp_pose": 35, "mp_holistic": 77, "mp_holistic_face": 101, "coco17": 17, "openpose18": 18,
+              "openpose28": 28, "halpe136": 136, "halpe44": 44}
 
 
 def _tiny(**over) -> Layout:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_data import _pose_clip, _write_store  # tests/test_data.py
 
 import pose_extract as pe
 from piumr_skel.data.dataset import ClipCache
-from test_data import _pose_clip, _write_store  # tests/test_data.py
 
 # ---------------------------------------------------------------------------- clip cache
 
@@ -90,9 +90,9 @@ def test_second_extract_into_one_store_is_refused_naming_the_first(tmp_path: Pat
 
     import pandas as pd
     from click.testing import CliRunner
+    from test_extract import _RUN, write_video  # tests/test_extract.py
 
     from cli.extract import extract_cmd
-    from test_extract import _RUN, write_video  # tests/test_extract.py
 
     videos, out = tmp_path / "videos", tmp_path / "store"
     n = 6

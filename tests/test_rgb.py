@@ -8,9 +8,21 @@ import numpy as np
 import pytest
 import torch
 
-from piumr_skel.rgb import (IMAGENET_MEAN, IMAGENET_STD, RGBRecognizer, ResNet, VideoClipDataset,
-                            VideoReadError, find_videos, load_pretrained, read_frames, segment_indices,
-                            temporal_shift, tsm_resnet, video_frame_count)
+from piumr_skel.rgb import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ResNet,
+    RGBRecognizer,
+    VideoClipDataset,
+    VideoReadError,
+    find_videos,
+    load_pretrained,
+    read_frames,
+    segment_indices,
+    temporal_shift,
+    tsm_resnet,
+    video_frame_count,
+)
 from piumr_skel.rgb.tsm import TemporalShift
 
 VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "ma52" / "videos"

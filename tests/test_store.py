@@ -17,8 +17,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pose_extract import (FACE_SUBSET, StoreError, StoreWriter, load_clip, merge_stores, open_store,
-                          parse_subject)
+from pose_extract import FACE_SUBSET, StoreError, StoreWriter, load_clip, merge_stores, open_store, parse_subject
 from pose_extract.schema import CLIP_COLUMNS, mediapipe_parts
 
 PARTS = {"pose": (5, 4), "left_hand": (3, 3)}

@@ -10,8 +10,15 @@ import pytest
 
 from piumr_skel.data.labels import MA52_CLASSES, body_of_action, read_class_names, read_labels
 from piumr_skel.tools.synth import (
-    FACE_NAMES, PARTS, SYNTH_CLASSES, SynthConfig, draw_subject, draw_subjects, generate_clips,
-    generate_store, synth_clip,
+    FACE_NAMES,
+    PARTS,
+    SYNTH_CLASSES,
+    SynthConfig,
+    draw_subject,
+    draw_subjects,
+    generate_clips,
+    generate_store,
+    synth_clip,
 )
 from pose_extract.schema import FACE_SUBSET
 

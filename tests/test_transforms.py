@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from toy_layout import TOY  # tests/toy_layout.py
 
-from piumr_skel.skeleton.layouts import get_layout
 from piumr_skel.data.transforms import (
     STREAMS,
     AugmentConfig,
@@ -20,7 +20,7 @@ from piumr_skel.data.transforms import (
     to_stream,
     uniform_sample,
 )
-from toy_layout import TOY  # tests/toy_layout.py
+from piumr_skel.skeleton.layouts import get_layout
 
 
 def _layouts():

@@ -24,8 +24,16 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from piumr_skel.data.transforms import STREAMS, AugmentConfig, augment_clip, normalize_clip, to_stream
-from piumr_skel.data.transforms import PersonStyleConfig, person_style, uniform_sample
+from piumr_skel.data.transforms import (
+    STREAMS,
+    AugmentConfig,
+    PersonStyleConfig,
+    augment_clip,
+    normalize_clip,
+    person_style,
+    to_stream,
+    uniform_sample,
+)
 
 if TYPE_CHECKING:
     from piumr_skel.skeleton.layouts import Layout

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import re
 import warnings
 from pathlib import Path, PurePath
 from typing import Iterable, overload
@@ -99,8 +98,9 @@ def read_labels(path: str | Path, *, num_classes: int | None = None) -> pd.DataF
     """Read an MA-52 list file (`file.mp4 label` per line) or a CSV `clip_id,label[,subject]` with a header.
 
     CRLF line endings and blank lines are tolerated. Returns a DataFrame with columns clip_id (str:
-    a list entry's file stem; a CSV clip_id as written, folders kept, without a video extension), label (int64) and subject (str: the CSV column when present, else the first field of
-    an MA-52 name SSSS_BB_NNNN, else ""), in file order. Raises ValueError naming the file and line
+    a list entry's file stem; a CSV clip_id as written, folders kept, without a video extension),
+    label (int64) and subject (str: the CSV column when present, else the first field of an MA-52
+    name SSSS_BB_NNNN, else ""), in file order. Raises ValueError naming the file and line
     for a malformed line, a non-integer or out-of-range label, a duplicated clip id, or an empty file.
     """
     path = Path(path)

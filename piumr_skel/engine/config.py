@@ -15,8 +15,9 @@ import yaml
 from pydantic import ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass
 
-Protocol = Literal["official", "xsub", "file"]
 from piumr_skel.data.transforms import STREAMS  # numpy only
+
+Protocol = Literal["official", "xsub", "file"]
 
 Stream = Literal[STREAMS]  # type: ignore[valid-type]
 # GIRL groupings: v1 clusters each batch ("kmeans" on feature statistics); v2 groups the whole

@@ -56,11 +56,10 @@ def evaluate_run(run_or_ckpt: str | Path, *, split: str = "val", device: str = "
                  labels: str | None = None, data=None, out_dir: str | Path | None = None,
                  quiet: bool = False) -> dict[str, Any]:
     """Score a split with a trained checkpoint; writes eval_<split>.json/.md, per-subject CSV and a confusion matrix."""
-    from piumr_skel.engine.metrics import format_metrics_table
-    from piumr_skel.engine.plots import plot_confusion_matrix
     from piumr_skel.data.dataset import make_loader
     from piumr_skel.engine.data_setup import load_run_data
-    from piumr_skel.engine.metrics import score_split
+    from piumr_skel.engine.metrics import format_metrics_table, score_split
+    from piumr_skel.engine.plots import plot_confusion_matrix
 
     dev = runtime.resolve_device(device)
     ckpt_path = resolve_checkpoint(run_or_ckpt)
@@ -119,9 +118,9 @@ def predict_run(run_or_ckpt: str | Path, *, out: str | Path, store: str | None =
     `body_from`: "actions" (official: body_pred_k = body of action_pred_k) or "scores" (bodies
     ranked by summed action scores), see `write_codabench`.
     """
-    from piumr_skel.engine.metrics import BODY_FROM, write_codabench
     from piumr_skel.data.dataset import make_loader
     from piumr_skel.engine.data_setup import load_run_data
+    from piumr_skel.engine.metrics import BODY_FROM, write_codabench
 
     if body_from not in BODY_FROM:
         raise ValueError(f"body_from must be one of {BODY_FROM}, got {body_from!r}")

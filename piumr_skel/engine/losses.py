@@ -39,8 +39,8 @@ def ramp(progress_epochs: float, ramp_epochs: int) -> float:
 
 class TrainLoss:
     """`loss, parts = objective(outputs, batch, epoch)`; epoch is fractional (epoch index + the
-    fraction of its steps done before this one), so int(epoch) is the epoch index. `parts` holds detached scalars for the
-    history (ce, girl, girl_var, lambda_var, wasserstein, consistency)."""
+    fraction of its steps done before this one), so int(epoch) is the epoch index. `parts` holds
+    detached scalars for the history (ce, girl, girl_var, lambda_var, wasserstein, consistency)."""
 
     def __init__(self, cfg: TrainConfig, girl: torch.nn.Module | None) -> None:
         self.cfg = cfg

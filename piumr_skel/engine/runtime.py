@@ -84,7 +84,7 @@ def lr_at(step: int, *, base_lr: float, total_steps: int, warmup_steps: int, min
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """No weight decay on biases, norms and other 1-D parameters (gates, betas, importance masks stay decayed)."""
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         if not p.requires_grad:
             continue
         (no_decay if p.ndim <= 1 else decay).append(p)

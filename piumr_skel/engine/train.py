@@ -21,11 +21,11 @@ from piumr_skel.engine import runtime
 from piumr_skel.engine.build import build_loss, build_model
 from piumr_skel.engine.checkpoint import make_checkpoint, read_checkpoint
 from piumr_skel.engine.config import TrainConfig, save_config
-from piumr_skel.engine.runguard import guard_run, release_run
 from piumr_skel.engine.data_setup import RunData, load_run_data, subject_codes
 from piumr_skel.engine.evaluate import predict_scores
 from piumr_skel.engine.losses import Batch, TrainLoss
 from piumr_skel.engine.metrics import score_split
+from piumr_skel.engine.runguard import guard_run, release_run
 
 log = logging.getLogger("piumr.train")
 
@@ -317,7 +317,8 @@ def _validate_and_save(run: Run, epoch: int, row: dict[str, Any]) -> None:
         _write_history(run.dir, run.history)
         if cfg.plot_every and (epoch + 1) % cfg.plot_every == 0:
             _plot_curves(run.dir, run.history)
-        msg = f"epoch {epoch + 1:3d}/{cfg.epochs} loss {row.get('train_loss', float('nan')):.4f} train {row['train_acc']:.1f}%"
+        msg = (f"epoch {epoch + 1:3d}/{cfg.epochs} loss {row.get('train_loss', float('nan')):.4f}"
+               f" train {row['train_acc']:.1f}%")
         if "val_action_top1" in row:
             msg += f" | val top1 {row['val_action_top1']:.2f} top5 {row['val_action_top5']:.2f}"
             if "val_f1_mean" in row:

@@ -46,7 +46,7 @@ class CTRGraphConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         N, _, T, V = x.shape
-        K, C, R = self.num_subsets, self.out_channels, self.rel_channels
+        K, C = self.num_subsets, self.out_channels
         q = self.phi(x).mean(dim=2)  # (N, K·R, V) time-pooled, topology is per clip
         k = self.psi(x).mean(dim=2)
         rel = self.tanh(q.unsqueeze(-2) - k.unsqueeze(-1))  # (N, K·R, src, dst) = φ[dst] − ψ[src]

@@ -22,7 +22,14 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from piumr_skel.engine.config import FIELDS, GROUPINGS_BY_VERSION, ConfigError, TrainConfig, make_config, read_yaml_mapping
+from piumr_skel.engine.config import (
+    FIELDS,
+    GROUPINGS_BY_VERSION,
+    ConfigError,
+    TrainConfig,
+    make_config,
+    read_yaml_mapping,
+)
 
 
 @dataclass(frozen=True)
@@ -710,8 +717,8 @@ def run_ablation(spec: AblationSpec, out: str | Path, *, echo: Callable[[str], N
     (they are always in the run's train.log).
     """
     from piumr_skel.engine.evaluate import evaluate_run
-    from piumr_skel.tools.reference import run_reference
     from piumr_skel.engine.train import train
+    from piumr_skel.tools.reference import run_reference
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

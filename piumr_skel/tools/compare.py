@@ -14,11 +14,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from piumr_skel.data.labels import BODY_CLASSES, NUM_ACTIONS, body_of_action
 from piumr_skel.engine.checkpoint import CheckpointError, find_checkpoint, read_checkpoint
 from piumr_skel.engine.config import ConfigError, TrainConfig, load_saved_config, saved_config
-from piumr_skel.data.labels import BODY_CLASSES, NUM_ACTIONS, body_of_action
-from piumr_skel.engine.metrics import (METRIC_ORDER, format_metrics_table, per_body_accuracy, per_class_accuracy,
-                      score_split)
+from piumr_skel.engine.metrics import (
+    METRIC_ORDER,
+    format_metrics_table,
+    per_body_accuracy,
+    per_class_accuracy,
+    score_split,
+)
 
 SPLITS = ("train", "val", "test")
 # Below this many discordant pairs the chi-square approximation is poor; the usual rule of thumb

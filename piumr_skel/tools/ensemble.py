@@ -6,10 +6,8 @@ import json
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
-
-from piumr_skel.tools.compare import CompareError, align_runs, check_compatible, load_run, weighted_fusion
 from piumr_skel.engine.metrics import format_metrics_table, score_split
+from piumr_skel.tools.compare import CompareError, align_runs, check_compatible, load_run, weighted_fusion
 
 # The classic multi-stream weights: joint and bone count twice, their motions once.
 STREAM_WEIGHTS = {"joint": 2.0, "bone": 2.0, "hand_local": 2.0, "joint_motion": 1.0, "bone_motion": 1.0}

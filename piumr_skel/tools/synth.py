@@ -341,7 +341,8 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)
 
 
-def _two_link(root: np.ndarray, target: np.ndarray, a: float, b: float, pole: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _two_link(root: np.ndarray, target: np.ndarray, a: float, b: float,
+              pole: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two-bone inverse kinematics. root, target, pole: (T, 3). Returns (middle joint, end), (T, 3)
     each; an unreachable target is clamped onto the reachable sphere, so limb lengths stay exact."""
     d_vec = target - root

@@ -93,8 +93,8 @@ def load_clip_skeleton(store, clip_id: str, layout: str | None = None) -> ClipSk
     an imported store uses its own layout (``layout`` may name another one with the same number
     of joints).
     """
-    from pose_extract import open_store
     from piumr_skel.skeleton.layouts import assemble, get_layout
+    from pose_extract import open_store
 
     st = open_store(store) if isinstance(store, (str, Path)) else store
     clips = st.clips()
