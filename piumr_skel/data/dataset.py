@@ -189,7 +189,7 @@ class ClipCache:
         if isinstance(store, (str, os.PathLike)):
             from pose_extract import open_store
 
-            store = open_store(store)
+            store = open_store(Path(store))
         layout = _resolve_layout(layout)
         cache_dir = Path(cache_dir)
         expected = {
@@ -362,7 +362,7 @@ class ClipCache:
             if isinstance(store, (str, os.PathLike)):
                 from pose_extract import open_store
 
-                store = open_store(store)
+                store = open_store(Path(store))
             if meta.get("store_fingerprint") != _fingerprint_of(store):
                 raise CacheMismatchError(
                     f"clip cache {cache_dir} does not match store {getattr(store, 'path', store)} "
@@ -452,8 +452,8 @@ class SkeletonDataset(Dataset):
     augmentation. Item i's randomness comes from np.random.default_rng([seed, epoch, i]).
     """
 
-    def __init__(self, cache: ClipCache, clip_ids: Sequence[str], labels: Sequence[int],
-                 subjects: Sequence[str] | None = None, *, T: int = 64, stream: str = "joint",
+    def __init__(self, cache: ClipCache, clip_ids: Sequence[str], labels: Sequence[int] | np.ndarray,
+                 subjects: Sequence[str] | np.ndarray | None = None, *, T: int = 64, stream: str = "joint",
                  train: bool = True, num_clips: int = 1, augment: AugmentConfig | None = None,
                  seed: int = 0, layout: "Layout | None" = None,
                  person_aug: PersonStyleConfig | None = None) -> None:
@@ -554,7 +554,7 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: i
         dataset.set_epoch(epoch)
     generator = torch.Generator()
     generator.manual_seed(loader_seed(seed, epoch))
-    sampler = None
+    sampler: DistributedSampler | None = None
     if distributed:
         sampler = DistributedSampler(dataset, shuffle=shuffle, seed=int(seed), drop_last=drop_last)
         sampler.set_epoch(epoch)

@@ -170,12 +170,13 @@ def uniform_sample(
         raise ValueError(f"T and num_clips must be >= 1, got T={T}, num_clips={num_clips}")
     if train and rng is None:
         raise ValueError("uniform_sample(train=True) needs an explicit rng (np.random.Generator)")
+    draw = rng if train else None  # the generator for train draws; narrowed here for the type checker
 
     out = np.empty((num_clips, T), dtype=np.int64)
     if num_frames < T:
         for i in range(num_clips):
-            if train:
-                start = int(rng.integers(num_frames))
+            if draw is not None:
+                start = int(draw.integers(num_frames))
             else:
                 start = i if num_frames < num_clips else i * num_frames // num_clips
             out[i] = np.arange(start, start + T) % num_frames
@@ -184,8 +185,8 @@ def uniform_sample(
     bounds = np.arange(T + 1, dtype=np.int64) * num_frames // T
     starts, sizes = bounds[:-1], np.diff(bounds)  # every size >= 1 since num_frames >= T
     for i in range(num_clips):
-        if train:
-            offset = rng.integers(sizes)
+        if draw is not None:
+            offset = draw.integers(sizes)
         else:
             offset = (sizes * (2 * i + 1)) // (2 * num_clips)
         out[i] = starts + offset

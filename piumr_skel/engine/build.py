@@ -2,6 +2,8 @@
 training, evaluation and the benchmarks."""
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 
 from piumr_skel.engine.config import TrainConfig
@@ -9,7 +11,7 @@ from piumr_skel.engine.config import TrainConfig
 
 def build_model(cfg: TrainConfig, num_classes: int, layout=None) -> torch.nn.Module:
     """Backbone (+ TFAM at cfg.tfam_after) wrapped in a Recognizer; same builder for train and eval."""
-    tfam_kw = dict(num_anchors=cfg.tfam_anchors, gamma=cfg.tfam_gamma, sinkhorn_eps=cfg.tfam_eps,
+    tfam_kw: dict[str, Any] = dict(num_anchors=cfg.tfam_anchors, gamma=cfg.tfam_gamma, sinkhorn_eps=cfg.tfam_eps,
                    sinkhorn_iters=cfg.tfam_iters, alpha=cfg.tfam_alpha, p=cfg.tfam_p,
                    joint_anchors=cfg.tfam_joint_anchors)
     if cfg.modality == "rgb":
@@ -37,10 +39,11 @@ def build_girl(cfg: TrainConfig, num_groups: int | None = None) -> torch.nn.Modu
     """GIRL v1 or v2 as the config says; v2 needs the number of groups of the epoch assignment
     (cfg.girl_num_groups, or the number of training subjects with grouping 'subject')."""
     from piumr_skel.method.girl import GIRLoss, GIRLossV2
+    from piumr_skel.method.groupings import GroupingV1
 
     if cfg.girl_version == 1:
         return GIRLoss(num_groups=cfg.girl_num_groups, tau=cfg.girl_tau, lambda_var=cfg.girl_lambda_var,
-                       eta=cfg.girl_eta, grouping=cfg.girl_groups)
+                       eta=cfg.girl_eta, grouping=cast("GroupingV1", cfg.girl_groups))  # checked by the config
     return GIRLossV2(num_groups=num_groups or cfg.girl_num_groups, tau=cfg.girl_tau, beta=cfg.girl_beta,
                      lambda_var=cfg.girl_lambda_var, eta=cfg.girl_eta, eta_q=cfg.girl_eta_q)
 

@@ -7,9 +7,12 @@ is all `piumr eval` needs to rebuild the model.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from piumr_skel.skeleton.layouts import Layout
 
 FORMAT = "piumr-checkpoint-1"
 CHECKPOINT_NAMES = ("best.pt", "last.pt")
@@ -19,10 +22,12 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable or does not match this version of piumr."""
 
 
-def layout_record(layout) -> dict[str, Any] | None:
+def layout_record(layout: Layout | None) -> dict[str, Any] | None:
     """What a checkpoint stores of its skeleton layout: the name, joint names and edges."""
-    if layout is None:
-        return None
+    return None if layout is None else _layout_fields(layout)
+
+
+def _layout_fields(layout: Layout) -> dict[str, Any]:
     return {"name": layout.name, "joints": list(layout.joints), "edges": [list(e) for e in layout.edges]}
 
 
@@ -89,12 +94,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def check_layout(ckpt: dict[str, Any], layout, path: Path | str) -> None:
+def check_layout(ckpt: dict[str, Any], layout: Layout | None, path: Path | str) -> None:
     """Refuse a checkpoint whose skeleton differs from this version's layout of the same name."""
     saved = ckpt.get("layout")
     if not saved or layout is None:
         return
-    now = layout_record(layout)
+    now = _layout_fields(layout)
     if saved["joints"] != now["joints"] or [list(e) for e in saved.get("edges", now["edges"])] != now["edges"]:
         raise CheckpointError(f"{path}: layout {layout.name!r} in this version of piumr differs from the "
                               f"one the checkpoint was trained with (joints or edges changed)")

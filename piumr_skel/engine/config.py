@@ -16,15 +16,12 @@ from pydantic import ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass
 
 from piumr_skel.data.transforms import STREAMS  # numpy only
+from piumr_skel.method.groupings import GROUPINGS_BY_VERSION, Grouping  # no torch
+from piumr_skel.skeleton.graph import GraphMode  # numpy only
 
 Protocol = Literal["official", "xsub", "file"]
 
 Stream = Literal[STREAMS]  # type: ignore[valid-type]
-# GIRL groupings: v1 clusters each batch ("kmeans" on feature statistics); v2 groups the whole
-# training set once per epoch ("input": person-style descriptors of the skeleton; "features":
-# backbone feature statistics). "subject" (true person ids) and "random" exist in both.
-Grouping = Literal["input", "features", "kmeans", "subject", "random"]
-GROUPINGS_BY_VERSION = {1: ("kmeans", "subject", "random"), 2: ("input", "features", "subject", "random")}
 
 
 class ConfigError(ValueError):
@@ -60,7 +57,7 @@ class TrainConfig:
     backbone: str = "stgcn"
     base_channels: int = 64
     num_blocks: int = 10
-    graph_mode: Literal["spatial", "distance"] = "spatial"
+    graph_mode: GraphMode = "spatial"
     dropout: Optional[float] = None      # default 0 (skeleton), 0.5 (rgb, as TSM)
     pretrained: Optional[str] = None     # rgb: ImageNet ResNet state dict (torchvision keys)
     image_size: int = 224                # rgb crop

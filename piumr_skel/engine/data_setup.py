@@ -81,6 +81,8 @@ def class_names_for(cfg: TrainConfig, labels: pd.DataFrame | None = None, lists:
 
 
 def default_cache_dir(cfg: TrainConfig) -> Path:
+    if cfg.store is None:
+        raise ValueError("default_cache_dir: the config names no store")
     store = Path(cfg.store).resolve()
     tag = hashlib.sha1(str(store).encode()).hexdigest()[:8]
     return Path("artifacts/cache") / f"{store.name}-{tag}-{cfg.layout}"
@@ -166,6 +168,7 @@ def load_run_data(cfg: TrainConfig, run_dir: Path | None, splits: tuple[str, ...
     _, msg = match_store(table.reset_index(), available)
     report.append(msg)
     datasets, clip_ids, ys, subjects = {}, {}, {}, {}
+    ds: Any  # a SkeletonDataset or a VideoClipDataset, as the modality says
     for name in splits:
         if name not in split:
             raise ValueError(f"the {cfg.split} split has no {name!r} part (parts: {', '.join(split)})")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -13,6 +13,10 @@ from piumr_skel.engine import runtime
 from piumr_skel.engine.build import build_model
 from piumr_skel.engine.checkpoint import check_layout, read_checkpoint, resolve_checkpoint
 from piumr_skel.engine.config import TrainConfig, make_config, saved_config
+
+if TYPE_CHECKING:
+    from piumr_skel.models.recognizer import Recognizer
+    from piumr_skel.rgb.model import RGBRecognizer
 
 
 def load_checkpoint(run_or_ckpt: str | Path, device: str | torch.device = "cpu"):
@@ -37,10 +41,12 @@ def predict_scores(model: torch.nn.Module, loader, device: torch.device, amp: bo
     """Softmax scores (averaged over test clips by the model's `predict_proba`) -> (scores (N, K),
     dataset indices (N,))."""
     model.eval()
+    # build_model makes one of the two; nn.Module's types cannot say that it has predict_proba
+    scorer = cast("Recognizer | RGBRecognizer", model)
     all_scores, all_idx = [], []
     for x, _, idx in loader:
         with runtime.autocast(device, amp):
-            probs = model.predict_proba(x.to(device, non_blocking=True))
+            probs = scorer.predict_proba(x.to(device, non_blocking=True))
         all_scores.append(probs.float().cpu().numpy())
         all_idx.append(idx.numpy())
     return np.concatenate(all_scores), np.concatenate(all_idx)

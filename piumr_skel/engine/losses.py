@@ -56,12 +56,13 @@ class TrainLoss:
         logits = logits.float()
         parts: dict[str, Tensor] = {}
         ce = F.cross_entropy(logits, batch.y, label_smoothing=cfg.label_smoothing)
-        if self.girl_active(epoch):
+        girl = self.girl if self.girl_active(epoch) else None
+        if girl is not None:
             since = epoch - cfg.warmup_girl
             if cfg.girl_version == 1:
                 from piumr_skel.method.girl import style_descriptor
 
-                loss, stats = self.girl(logits, batch.y, style_descriptor(feats.float()), subject=batch.subject)
+                loss, stats = girl(logits, batch.y, style_descriptor(feats.float()), subject=batch.subject)
                 parts["girl"] = loss.detach()
                 mix = ramp(since, cfg.girl_ramp_epochs)
                 if mix < 1:
@@ -70,7 +71,7 @@ class TrainLoss:
                 if batch.group is None:
                     raise ValueError("GIRL v2 needs the epoch's pseudo-group of every sample (batch.group)")
                 lam = cfg.girl_lambda_var * ramp(since, cfg.girl_ramp_epochs)
-                loss, stats = self.girl(logits, batch.y, batch.group, lambda_var=lam)
+                loss, stats = girl(logits, batch.y, batch.group, lambda_var=lam)
                 parts["girl"] = loss.detach()
                 parts["lambda_var"] = torch.as_tensor(lam)
             parts["girl_var"] = torch.as_tensor(float(stats["variance"]))

@@ -238,7 +238,8 @@ def format_metrics_table(results: Mapping[str, Mapping[str, float] | float] | pd
     if isinstance(results, pd.DataFrame):
         frame = results.copy()
     elif results and all(isinstance(v, Mapping) for v in results.values()):
-        frame = pd.DataFrame.from_dict({k: dict(v) for k, v in results.items()}, orient="index")
+        frame = pd.DataFrame.from_dict({k: dict(v) for k, v in results.items() if isinstance(v, Mapping)},
+                                       orient="index")
     elif all(not isinstance(v, Mapping) for v in results.values()):
         frame = pd.DataFrame([dict(results)], index=[""])
     else:

@@ -5,7 +5,7 @@ Each function takes its data and an output path, writes one PNG and returns the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping, Sequence, TypeAlias
 
 import matplotlib
 
@@ -17,8 +17,8 @@ import pandas as pd  # noqa: E402
 from piumr_skel.data.labels import BODY_CLASSES, BODY_STARTS, NUM_ACTIONS, body_of_action  # noqa: E402
 from piumr_skel.engine.metrics import METRIC_TITLES, confusion_matrix  # noqa: E402
 
-History = pd.DataFrame | Sequence[Mapping[str, float]]
-_BODY_COLORS = plt.get_cmap("tab10").colors[:len(BODY_CLASSES)]
+History: TypeAlias = pd.DataFrame | Sequence[Mapping[str, float]]
+_BODY_COLORS = [plt.get_cmap("tab10")(i) for i in range(len(BODY_CLASSES))]  # RGBA, one per body class
 
 
 def _frame(history: History, what: str) -> pd.DataFrame:

@@ -83,7 +83,8 @@ def lr_at(step: int, *, base_lr: float, total_steps: int, warmup_steps: int, min
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """No weight decay on biases, norms and other 1-D parameters (gates, betas, importance masks stay decayed)."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for p in model.parameters():
         if not p.requires_grad:
             continue
@@ -101,4 +102,6 @@ def atomic_save(obj: Any, path: Path) -> None:
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model
+    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    inner = getattr(model, "module", model)
+    return inner if isinstance(inner, torch.nn.Module) else model

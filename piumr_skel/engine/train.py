@@ -11,7 +11,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import pandas as pd
 import torch
@@ -187,16 +187,17 @@ def _epoch_groups(run: Run, epoch: int) -> torch.Tensor | None:
     cfg = run.cfg
     if not (cfg.girl and cfg.girl_version == 2 and run.objective.girl_active(epoch)):
         return None
-    from piumr_skel.method.girl import assign_epoch_groups
+    from piumr_skel.method.girl import GIRLossV2, assign_epoch_groups
 
+    girl = cast(GIRLossV2, run.objective.girl)  # girl_version 2 and active: build_girl made a GIRLossV2
     descriptors = run.descriptors
     if cfg.girl_groups == "features":
         descriptors = _feature_descriptors(run)
-    groups = assign_epoch_groups(cfg.girl_groups, run.objective.girl.num_groups, seed=cfg.seed, epoch=epoch,
+    groups = assign_epoch_groups(cfg.girl_groups, girl.num_groups, seed=cfg.seed, epoch=epoch,
                                  descriptors=descriptors, subjects=run.data.subjects["train"],
                                  n=len(run.data.datasets["train"]))
     if cfg.girl_groups != "subject":
-        run.objective.girl.reset_dro()  # redrawn groups: old GroupDRO weights mean nothing
+        girl.reset_dro()  # redrawn groups: old GroupDRO weights mean nothing
     return groups
 
 

@@ -8,7 +8,6 @@ near-boundary weights, an annealed variance term, an optional online GroupDRO te
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 import torch
@@ -19,9 +18,7 @@ __all__ = ["GIRLoss", "GIRLossV2", "boundary_weights", "assign_epoch_groups", "i
            "style_descriptor", "kmeans", "merge_small_groups", "group_softmax", "margins",
            "pairwise_variance"]
 
-Grouping = Literal["kmeans", "subject", "random"]
-GROUPINGS = ("kmeans", "subject", "random")           # v1, per batch
-GROUPINGS_V2 = ("input", "features", "subject", "random")  # v2, per epoch over the training set
+from piumr_skel.method.groupings import GROUPINGS, GROUPINGS_V2, GroupingV1
 
 
 def style_descriptor(feats: Tensor) -> Tensor:
@@ -164,7 +161,7 @@ class GIRLoss(nn.Module):
     """
 
     def __init__(self, num_groups: int = 4, tau: float = 1.0, lambda_var: float = 1.0,
-                 eta: float = 0.0, grouping: Grouping = "kmeans", kmeans_iters: int = 5) -> None:
+                 eta: float = 0.0, grouping: GroupingV1 = "kmeans", kmeans_iters: int = 5) -> None:
         super().__init__()
         if num_groups < 1:
             raise ValueError(f"GIRLoss: num_groups must be >= 1, got {num_groups}")
@@ -270,6 +267,8 @@ class GIRLossV2(nn.Module):
     GroupDRO weights q (G,) follow q_g ← q_g · exp(η_q R_g), normalised, kept across steps (and
     saved in the checkpoint through `state_dict`).
     """
+
+    q: Tensor  # the GroupDRO weights (G,), a buffer
 
     def __init__(self, num_groups: int, tau: float = 1.0, beta: float = 1.0, lambda_var: float = 1.0,
                  eta: float = 0.0, eta_q: float = 0.01) -> None:

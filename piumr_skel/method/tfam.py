@@ -143,7 +143,7 @@ class TFAM(nn.Module):
         self.num_frames = num_frames
         self.generator: torch.Generator | None = None
 
-        shape = (num_joints, num_anchors, channels) if joint_anchors else (num_anchors, channels)
+        shape = (num_joints, num_anchors, channels) if joint_anchors and num_joints else (num_anchors, channels)
         # Only the direction of an anchor matters (it is layer-normed in the cost); the position
         # term, not the initial values, gives the anchors their order.
         self.anchors = nn.Parameter(torch.randn(shape))

@@ -1,10 +1,12 @@
 """Common skeleton-backbone interface: data BN stem, a ModuleList of blocks, pooled linear head."""
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
-from piumr_skel.skeleton.graph import Graph
+from piumr_skel.skeleton.graph import Graph, GraphMode
 from piumr_skel.skeleton.layouts import Layout, get_layout
 
 __all__ = ["Backbone", "stage_plan"]
@@ -47,7 +49,7 @@ class Backbone(nn.Module):
     stage_ends: list[int]
     block_out_channels: list[int]
 
-    def __init__(self, *, in_channels: int, layout: Layout | str, graph_mode: str = "spatial",
+    def __init__(self, *, in_channels: int, layout: Layout | str, graph_mode: GraphMode = "spatial",
                  dropout: float = 0.0) -> None:
         super().__init__()
         self.layout = get_layout(layout)
@@ -65,7 +67,7 @@ class Backbone(nn.Module):
 
     @staticmethod
     def _block_out(block: nn.Module) -> int:
-        return int(block.out_channels)
+        return int(cast(int, block.out_channels))  # set by every block class; nn.Module's stubs cannot say
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C_in, T, V) -> (N, C_in, T, V) normalised by the data BN over V·C."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, TypeVar
 
+from piumr_skel.skeleton.graph import GraphMode
 from piumr_skel.skeleton.layouts import Layout, get_layout
 
 __all__ = ["BACKBONES", "register_backbone", "create_backbone"]
@@ -24,7 +25,7 @@ def register_backbone(name: str) -> Callable[[_F], _F]:
 
 
 def create_backbone(name: str, *, in_channels: int, num_classes: int, layout: Layout | str,
-                    graph_mode: str = "spatial", **kw: Any):
+                    graph_mode: GraphMode = "spatial", **kw: Any):
     """Build the registered backbone `name` for `layout` (a Layout or a layout name)."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choices: {', '.join(sorted(BACKBONES))}")

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from piumr_skel.skeleton.graph import GraphMode
 from piumr_skel.skeleton.layouts import Layout
 
 from .base import Backbone, stage_plan
@@ -23,6 +24,8 @@ class SpatialGraphConv(nn.Module):
     learnable mask PA (K, V, V), initialised to 1, scales every edge (ST-GCN's edge importance).
     (N, C_in, T, V) -> (N, C_out, T, V).
     """
+
+    A: torch.Tensor  # (K, V, V), a buffer
 
     def __init__(self, in_channels: int, out_channels: int, A: np.ndarray, importance: bool = True) -> None:
         super().__init__()
@@ -102,7 +105,7 @@ class STGCN(Backbone):
     impl="pyg" swaps the dense graph conv for the torch_geometric one (same numbers, slower).
     """
 
-    def __init__(self, *, in_channels: int, num_classes: int, layout: Layout | str, graph_mode: str = "spatial",
+    def __init__(self, *, in_channels: int, num_classes: int, layout: Layout | str, graph_mode: GraphMode = "spatial",
                  base_channels: int = 64, num_blocks: int = 10, dropout: float = 0.0,
                  impl: Literal["dense", "pyg"] = "dense") -> None:
         super().__init__(in_channels=in_channels, layout=layout, graph_mode=graph_mode, dropout=dropout)

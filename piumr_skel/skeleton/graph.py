@@ -10,7 +10,7 @@ of the messages it receives, Σ_src A[k, src, dst] ∈ {0, 1}.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -18,7 +18,8 @@ from piumr_skel.skeleton.layouts import Layout, get_layout
 
 __all__ = ["Graph", "GRAPH_MODES", "hop_distance", "normalize_incoming"]
 
-GRAPH_MODES = ("spatial", "distance")
+GraphMode = Literal["spatial", "distance"]
+GRAPH_MODES: tuple[str, ...] = get_args(GraphMode)
 
 
 def hop_distance(layout: Layout, max_hop: int | None = None) -> np.ndarray:
@@ -57,7 +58,7 @@ class Graph:
         one normalisation of the hop ≤ max_hop adjacency (self loops included), so Σ_k A[k] is a mean.
     """
 
-    def __init__(self, layout: Layout | str, mode: Literal["spatial", "distance"] = "spatial",
+    def __init__(self, layout: Layout | str, mode: GraphMode = "spatial",
                  max_hop: int = 1) -> None:
         self.layout = get_layout(layout)
         if mode not in GRAPH_MODES:

@@ -6,7 +6,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -383,7 +383,7 @@ def _halpe136_spec() -> dict:
     edges += [(f0 + 30, 0)] + [(f0 + c, f0 + p) for c, p in FACE68_EDGES]
     flips += [(f0 + a, f0 + b) for a, b in FACE68_FLIPS]
     parts["face"] = tuple(range(f0, f0 + 68))
-    spec = dict(joints=joints, edges=edges, center=19, flip_pairs=flips, parts=parts, sources=[])
+    spec: dict[str, Any] = dict(joints=joints, edges=edges, center=19, flip_pairs=flips, parts=parts, sources=[])
     _add_hands(spec, 9, 10, ("left_hand", "right_hand"), None)
     spec["sources"] = [("keypoints", (i,)) for i in range(len(spec["joints"]))]
     return spec
@@ -521,13 +521,15 @@ def assemble(layout: Layout, clip_arrays: Mapping[str, np.ndarray], width: float
                 remap[p] = np.array([i for _, i in subset])
     for p in needed:
         top = max(max(idx) for q, idx in layout.sources if q == p)
-        have = conv[p].shape[1] if remap[p] is None else len(remap[p])
+        sub = remap[p]
+        have = conv[p].shape[1] if sub is None else len(sub)
         if top >= have:
             raise ValueError(f"assemble({layout.name!r}): the layout reads {p}[0..{top}] but the part has "
                              f"{have} points")
     out = np.empty((T, layout.num_joints, 3), dtype=np.float32)
     for v, (p, idx) in enumerate(layout.sources):
-        src = np.asarray(idx) if remap[p] is None else remap[p][list(idx)]
+        sub = remap[p]
+        src = np.asarray(idx) if sub is None else sub[list(idx)]
         pts = conv[p][:, src]
         out[:, v] = pts[:, 0] if len(src) == 1 else pts.mean(axis=1)
     return out

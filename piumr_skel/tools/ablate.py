@@ -24,12 +24,12 @@ import pandas as pd
 
 from piumr_skel.engine.config import (
     FIELDS,
-    GROUPINGS_BY_VERSION,
     ConfigError,
     TrainConfig,
     make_config,
     read_yaml_mapping,
 )
+from piumr_skel.method.groupings import GROUPINGS_V2
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ DEFAULT_VARIANTS = ("erm", "tfam", "girl", "full")   # the paper's four
 REFERENCE = "erm"
 TITLES = {k: v.title for k, v in VARIANTS.items()}
 # The grouping study: the full model with each GIRL v2 grouping.
-GROUPINGS = GROUPINGS_BY_VERSION[2]
+GROUPINGS = GROUPINGS_V2
 GROUPING_TITLES = {"input": "person-style descriptors (input)", "features": "backbone feature statistics",
                    "subject": "true subjects (oracle)", "random": "random groups"}
 SYNTH_PRESETS = ("demo", "benchmark")

@@ -182,7 +182,7 @@ def load_run(run: str | Path, split: str = "val", *, name: str | None = None, de
     ckpt_path = find_checkpoint(run)
     ckpt = _read_checkpoint(ckpt_path) if ckpt_path else None
     cfg = _run_config(run, ckpt)
-    if ckpt is not None:
+    if ckpt_path is not None and ckpt is not None:
         class_names, source = [str(c) for c in ckpt["class_names"]], ckpt_path.name
     else:
         from piumr_skel.engine.data_setup import class_names_for
@@ -399,7 +399,7 @@ def _describe(r: RunOutputs) -> str:
     parts = [p for p, on in (("TFAM", c.tfam), ("GIRL", c.girl)) if on]
     variant = " + ".join(parts) if parts else "ERM"
     split = c.split + (f" fold {c.fold}/{c.folds} seed {c.seed}" if c.split == "xsub" else "")
-    return (f"`{_md(r.path)}`: {model}, {variant}; split {split}; {len(r.predictions)} clips scored; "
+    return (f"`{_md(str(r.path))}`: {model}, {variant}; split {split}; {len(r.predictions)} clips scored; "
             f"classes from {r.class_names_source}")
 
 

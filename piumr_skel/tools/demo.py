@@ -9,16 +9,24 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypedDict
 
 from piumr_skel.engine.config import make_config
+
+
+class SynthSize(TypedDict, total=False):
+    """Overrides of SynthConfig.demo()'s sample size (generate_store's keywords)."""
+
+    num_subjects: int
+    clips_per_subject: int
+    num_classes: int
 
 
 @dataclass(frozen=True)
 class DemoPreset:
     """How big the synthetic sample is (overrides of SynthConfig.demo()) and the recipe trained on it."""
 
-    synth: dict[str, int]
+    synth: SynthSize
     recipe: dict[str, Any] = field(default_factory=dict)
 
 
@@ -34,13 +42,13 @@ _COMMON = dict(
 PRESETS: dict[str, DemoPreset] = {
     # ~3-4 minutes on a quiet 2-core CPU; top-1 on unseen people well above chance.
     "demo": DemoPreset(
-        synth={},
+        synth=SynthSize(),
         recipe=dict(_COMMON, base_channels=16, num_blocks=6, clip_len=32, test_clips=2, epochs=10,
                     warmup_epochs=1, girl_warmup=3, lr=0.05),
     ),
     # Seconds: checks that the install works end to end; the model learns little.
     "quick": DemoPreset(
-        synth=dict(num_subjects=8, clips_per_subject=6),
+        synth=SynthSize(num_subjects=8, clips_per_subject=6),
         recipe=dict(_COMMON, base_channels=4, num_blocks=3, clip_len=16, test_clips=1, epochs=2,
                     warmup_epochs=0, girl_warmup=1, lr=0.05, batch_size=16, tfam_iters=10),
     ),

@@ -226,11 +226,10 @@ def _write_side_files(store_path: Path, labels: list[dict[str, Any]],
     CSVs, merged with what the store already has (a split name imported again is replaced). No
     labels.csv is created for an import without labels (the labels path is then None)."""
     header = ("clip_id", "label", "subject")
-    labels_path: Path | None = store_path / LABELS_FILE
-    if labels or labels_path.is_file():
+    labels_file = store_path / LABELS_FILE
+    labels_path = labels_file if labels or labels_file.is_file() else None
+    if labels_path is not None:
         _merge_write_csv(labels_path, header, labels, key=("clip_id",))
-    else:
-        labels_path = None
     if unlabelled:
         rows = [{"clip_id": c, "label": 0, "subject": subject_of(c)} for c in unlabelled]
         _merge_write_csv(store_path / UNLABELLED_FILE, header, rows, key=("clip_id",))
@@ -242,8 +241,8 @@ def _write_side_files(store_path: Path, labels: list[dict[str, Any]],
     _atomic_write_text(json_path, json.dumps(merged, indent=1))
     written = []
     for fname, group in protocol_split_files(merged).items():
-        rows = "".join(f"{c},{name}\n" for name, members in group.items() for c in members)
-        _atomic_write_text(store_path / fname, "clip_id,split\n" + rows)
+        lines = "".join(f"{c},{name}\n" for name, members in group.items() for c in members)
+        _atomic_write_text(store_path / fname, "clip_id,split\n" + lines)
         written.append(store_path / fname)
     return labels_path, json_path, written
 
@@ -324,6 +323,7 @@ def read_pyskl(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, list[s
     split) is accepted and gives empty splits."""
     path = Path(path)
     data = _load_pickle(path)
+    splits: dict[str, list[str]]
     if isinstance(data, list):
         anns, splits = data, {}
     elif isinstance(data, dict) and "annotations" in data:
@@ -448,13 +448,14 @@ def export_reader(info: Mapping[str, Any], parts: Mapping[str, Any], layout: str
     if set(target.store_parts) <= set(parts):
         source = target
     else:
-        source = next((lay for lay in candidates if set(target.joints) <= set(lay.joints)), None)
-        if source is None:
+        found = next((lay for lay in candidates if set(target.joints) <= set(lay.joints)), None)
+        if found is None:
             have = candidates[-1] if candidates else None
             lost = sorted(set(target.joints) - set(have.joints)) if have else list(target.joints)
             raise ValueError(f"a {kind} store (parts {sorted(parts)}) cannot be exported in layout "
                              f"{target.name!r}: no joints named {lost[:5]}"
                              + (f" (+{len(lost) - 5})" if len(lost) > 5 else ""))
+        source = found
     pick = None if source is target else np.array([source.index(n) for n in target.joints])
 
     def read(arrays: Mapping[str, np.ndarray], width: float, height: float) -> np.ndarray:
@@ -698,7 +699,7 @@ def import_mmn(data: str | Path, label: str | Path, store: str | Path, *,
         ids, v, clips, skipped = _mmn_annotation_clips(
             raw, names, label, data, accept, person, (height, width), fps)
     else:
-        first_err = None
+        first_err: ImportFormatError | None = None
         for v in accept:
             try:
                 samples = _mmn_samples(raw, v, data, person)
@@ -706,6 +707,7 @@ def import_mmn(data: str | Path, label: str | Path, store: str | Path, *,
             except ImportFormatError as err:
                 first_err = first_err or err
         else:
+            assert first_err is not None  # accept always holds the layout's own V, so the loop ran
             raise first_err
         if len(samples) != len(labels):
             raise ImportFormatError(f"{data}: {len(samples)} samples but {label} has "

@@ -663,15 +663,15 @@ def _render(m: _Motion, s: SubjectStyle, config: SynthConfig, rng: np.random.Gen
     pose_world[..., :3] = world + rng.normal(0.0, noise_m * 0.7, world.shape)
     pose_world[..., 3] = vis
 
-    out = {"pose": pose, "pose_world": pose_world}
+    parts = {"pose": pose, "pose_world": pose_world}
     for h, name in ((0, "left_hand"), (1, "right_hand")):
         hp = to_image(hands[h], hands[h][:, :1, 2], 1.3)
         hp[~_run_mask(rng, t, s.hand_rate, config.dropout_run_frames)] = np.nan
-        out[name] = hp
+        parts[name] = hp
     fp = to_image(face, face[:, :1, 2], 0.8)
     fp[~_run_mask(rng, t, s.face_rate, config.dropout_run_frames)] = np.nan
-    out["face"] = fp
-    return {k: v.astype(np.float32) for k, v in out.items()}
+    parts["face"] = fp
+    return {k: v.astype(np.float32) for k, v in parts.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -729,8 +729,8 @@ def generate_store(out: str | Path, *, num_subjects: int | None = None, clips_pe
     from pose_extract import StoreWriter
 
     config = config or SynthConfig()
-    overrides = {k: v for k, v in (("num_subjects", num_subjects), ("clips_per_subject", clips_per_subject),
-                                   ("num_classes", num_classes)) if v is not None}
+    sizes = (("num_subjects", num_subjects), ("clips_per_subject", clips_per_subject), ("num_classes", num_classes))
+    overrides: dict[str, Any] = {k: v for k, v in sizes if v is not None}
     config = dataclasses.replace(config, **overrides)
     out = Path(out)
     labels_dir = Path(labels_dir) if labels_dir is not None else out

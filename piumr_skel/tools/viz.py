@@ -7,6 +7,7 @@ touching it.
 """
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -108,7 +109,10 @@ def load_clip_skeleton(store, clip_id: str, layout: str | None = None) -> ClipSk
     kind = st.info.get("kind")
     if kind == "imported":
         own = st.info.get("layout")
-        lay = get_layout(layout or own)
+        name = layout or own
+        if not name:
+            raise ValueError(f"{st.path}: an imported store without a layout in store.json")
+        lay = get_layout(name)
         kp = arrays["keypoints"].astype(np.float32)
         if kp.shape[1] != lay.num_joints:
             raise ValueError(f"clip {clip_id!r} has {kp.shape[1]} joints (layout {own!r}); "
@@ -209,7 +213,7 @@ def write_video(frames: Iterable[np.ndarray], out: Path, fps: float) -> int:
         try:
             for img in frames:
                 if writer is None:
-                    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), fps,
                                              (img.shape[1], img.shape[0]))
                     if not writer.isOpened():
                         raise OSError(f"{out}: cv2.VideoWriter (mp4v) cannot open this file")
@@ -279,17 +283,17 @@ def render(store, clip_id: str, out: str | Path, *, video: str | Path | None = N
     if video is not None and Path(video).is_file():
         _check_frame_count(Path(video), skel)
     out.parent.mkdir(parents=True, exist_ok=True)
-    kw = dict(video=video, scale=scale, min_score=min_score)
+    render = functools.partial(render_frames, skel, video=video, scale=scale, min_score=min_score)
     if suffix == ".png":
         if sheet > 0:
             idx = np.unique(np.linspace(0, t - 1, min(sheet, t)).round().astype(int))
-            rendered = list(render_frames(skel, indices=idx, **kw))
+            rendered = list(render(indices=idx))
             image = contact_sheet([im for _, im in rendered], [f"{i}" for i, _ in rendered])
         else:
             i = t // 2 if frame is None else frame
-            _, image = next(render_frames(skel, indices=[i], **kw))
+            _, image = next(render(indices=[i]))
         if not cv2.imwrite(str(out), image):
             raise OSError(f"{out}: cv2 could not write the png")
         return out
-    write_video((im for _, im in render_frames(skel, **kw)), out, skel.fps)
+    write_video((im for _, im in render()), out, skel.fps)
     return out
