@@ -11,12 +11,21 @@ from piumr_skel.method.tfam import TFAM
 from piumr_skel.models import PygSpatialGraphConv, SpatialGraphConv, create_backbone, register_backbone, stage_plan
 from piumr_skel.models.recognizer import Recognizer
 from piumr_skel.skeleton.graph import Graph
+from piumr_skel.skeleton.layouts import get_layout
 
 TINY = dict(base_channels=8, num_blocks=3)
+COCO17, OPENPOSE18 = get_layout("coco17"), get_layout("openpose18")
 
 
 def _input(V: int, N: int = 2, T: int = 8, seed: int = 0) -> torch.Tensor:
     return torch.randn(N, 3, T, V, generator=torch.Generator().manual_seed(seed))
+
+
+def test_backbones_take_a_layout_not_its_name():
+    """The engine resolves the layout name once (engine.data_setup, engine.evaluate); below it, a
+    backbone is built from the Layout object only."""
+    with pytest.raises(TypeError, match="takes a Layout"):
+        create_backbone("stgcn", in_channels=3, num_classes=2, layout="coco17", **TINY)  # type: ignore[arg-type]
 
 
 def test_stage_plan_matches_pyskl_stgcn():
@@ -31,7 +40,7 @@ def test_stage_plan_matches_pyskl_stgcn():
 
 def test_full_stgcn_structure():
     torch.manual_seed(0)
-    model = create_backbone("stgcn", in_channels=3, num_classes=52, layout="coco17")
+    model = create_backbone("stgcn", in_channels=3, num_classes=52, layout=COCO17)
     assert len(model.blocks) == 10 and model.stage_ends == [4, 7, 10] and model.out_channels == 256
     n_params = sum(p.numel() for p in model.parameters())
     assert 3.0e6 < n_params < 3.2e6  # PYSKL's ST-GCN on a 17-joint graph has about 3.1 M
@@ -40,10 +49,10 @@ def test_full_stgcn_structure():
 
 def test_registry_errors_and_wrong_input():
     with pytest.raises(ValueError, match="unknown backbone 'resnet'; choices: ctrgcn, stgcn"):
-        create_backbone("resnet", in_channels=3, num_classes=2, layout="coco17")
+        create_backbone("resnet", in_channels=3, num_classes=2, layout=COCO17)
     with pytest.raises(ValueError, match="'stgcn' is already registered"):
         register_backbone("stgcn")(lambda **kw: None)
-    model = create_backbone("stgcn", in_channels=3, num_classes=2, layout="coco17", **TINY)
+    model = create_backbone("stgcn", in_channels=3, num_classes=2, layout=COCO17, **TINY)
     with pytest.raises(ValueError, match=r"layout 'coco17' expects \(N, 3, T, 17\), got \(2, 3, 8, 18\)"):
         model(_input(18))
 
@@ -70,8 +79,8 @@ def test_pyg_graph_conv_equals_dense():
 
 def test_stgcn_pyg_impl_same_logits():
     torch.manual_seed(0)
-    dense = create_backbone("stgcn", in_channels=3, num_classes=3, layout="openpose18", **TINY).eval()
-    pyg = create_backbone("stgcn", in_channels=3, num_classes=3, layout="openpose18", impl="pyg", **TINY).eval()
+    dense = create_backbone("stgcn", in_channels=3, num_classes=3, layout=OPENPOSE18, **TINY).eval()
+    pyg = create_backbone("stgcn", in_channels=3, num_classes=3, layout=OPENPOSE18, impl="pyg", **TINY).eval()
     pyg.load_state_dict(dense.state_dict())
     x = _input(18)
     torch.testing.assert_close(pyg(x), dense(x), atol=1e-5, rtol=1e-5)
@@ -94,7 +103,7 @@ class StandInTFAM(nn.Module):
 
 def test_recognizer_without_tfam_is_the_backbone():
     torch.manual_seed(0)
-    bb = create_backbone("ctrgcn", in_channels=3, num_classes=4, layout="coco17", base_channels=8, num_blocks=4).eval()
+    bb = create_backbone("ctrgcn", in_channels=3, num_classes=4, layout=COCO17, base_channels=8, num_blocks=4).eval()
     rec = Recognizer(bb).eval()
     x = _input(17)
     logits, feats, aux = rec(x)
@@ -105,7 +114,7 @@ def test_recognizer_without_tfam_is_the_backbone():
 
 def test_recognizer_applies_tfam_after_the_chosen_block():
     torch.manual_seed(0)
-    bb = create_backbone("stgcn", in_channels=3, num_classes=4, layout="coco17", base_channels=8, num_blocks=4)
+    bb = create_backbone("stgcn", in_channels=3, num_classes=4, layout=COCO17, base_channels=8, num_blocks=4)
     default_after = bb.stage_ends[-2]  # 3: before the last stage
     tfam = StandInTFAM(bb.block_out_channels[default_after - 1])
     rec = Recognizer(bb, tfam=tfam)
@@ -128,7 +137,7 @@ def test_recognizer_applies_tfam_after_the_chosen_block():
 
 def test_recognizer_with_the_real_tfam():
     torch.manual_seed(0)
-    bb = create_backbone("stgcn", in_channels=3, num_classes=4, layout="coco17", base_channels=8, num_blocks=4)
+    bb = create_backbone("stgcn", in_channels=3, num_classes=4, layout=COCO17, base_channels=8, num_blocks=4)
     after = bb.stage_ends[-2]
     rec = Recognizer(bb, tfam=TFAM(bb.block_out_channels[after - 1], num_anchors=4,
                                             num_joints=17))

@@ -49,9 +49,10 @@ def test_train_speed_quick_prints_ratios() -> None:
 def test_reference_stgcn_is_our_network(monkeypatch: pytest.MonkeyPatch) -> None:
     ts = _load("train_speed", monkeypatch)
     from piumr_skel.models import create_backbone
+    from piumr_skel.skeleton.layouts import get_layout
 
     torch.manual_seed(0)
-    ours = create_backbone("stgcn", in_channels=3, num_classes=5, layout="mp_pose", base_channels=4)
+    ours = create_backbone("stgcn", in_channels=3, num_classes=5, layout=get_layout("mp_pose"), base_channels=4)
     # Move the weights off their init values (BN affine, importance) so a wrong mapping shows.
     with torch.no_grad():
         for p in ours.parameters():

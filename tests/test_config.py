@@ -86,6 +86,22 @@ def test_bad_backbone_and_layout_list_the_registry() -> None:
     assert all(b in msg for b in BACKBONES) and all(name in msg for name in LAYOUTS)
 
 
+def test_rgb_backbones_and_groupings_come_from_their_owners(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The config lists no RGB architecture or GIRL grouping of its own: it reads rgb.RGB_ARCHS and
+    method.groupings, the lists RGBRecognizer and the GIRL losses check against."""
+    from piumr_skel.method import girl
+    from piumr_skel.rgb import model as rgb_model
+
+    monkeypatch.setitem(rgb_model.RGB_ARCHS, "tsm_test", "resnet18")
+    assert make_config({"modality": "rgb", "backbone": "tsm_test"}).backbone == "tsm_test"
+    with pytest.raises(ConfigError) as err:
+        make_config({"modality": "rgb", "backbone": "tsm_r101"})
+    assert all(a in str(err.value) for a in rgb_model.RGB_ARCHS)
+    for version, groupings in ((1, girl.GROUPINGS), (2, girl.GROUPINGS_V2)):
+        for g in groupings:
+            assert make_config({"girl_version": version, "girl_groups": g}).girl_groups == g
+
+
 def test_wrong_type_names_key_and_value() -> None:
     with pytest.raises(ConfigError, match=r"epochs: .*integer.*'many'"):
         make_config({"epochs": "many"})

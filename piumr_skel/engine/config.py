@@ -186,8 +186,11 @@ def _check_ranges(cfg: TrainConfig, source: str) -> None:
     problems = []
     if cfg.modality == "skeleton" and cfg.backbone not in BACKBONES:
         problems.append(f"backbone: unknown {cfg.backbone!r}; choices: {', '.join(sorted(BACKBONES))}")
-    if cfg.modality == "rgb" and cfg.backbone not in ("tsm_r18", "tsm_r50"):
-        problems.append(f"backbone: unknown RGB backbone {cfg.backbone!r}; choices: tsm_r18, tsm_r50")
+    if cfg.modality == "rgb":
+        from piumr_skel.rgb.model import RGB_ARCHS
+
+        if cfg.backbone not in RGB_ARCHS:
+            problems.append(f"backbone: unknown RGB backbone {cfg.backbone!r}; choices: {', '.join(RGB_ARCHS)}")
     if cfg.modality == "skeleton":
         from piumr_skel.skeleton.layouts import LAYOUTS
 

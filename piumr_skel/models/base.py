@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from piumr_skel.skeleton.graph import Graph, GraphMode
-from piumr_skel.skeleton.layouts import Layout, get_layout
+from piumr_skel.skeleton.layouts import Layout
 
 __all__ = ["Backbone", "stage_plan"]
 
@@ -49,10 +49,13 @@ class Backbone(nn.Module):
     stage_ends: list[int]
     block_out_channels: list[int]
 
-    def __init__(self, *, in_channels: int, layout: Layout | str, graph_mode: GraphMode = "spatial",
+    def __init__(self, *, in_channels: int, layout: Layout, graph_mode: GraphMode = "spatial",
                  dropout: float = 0.0) -> None:
         super().__init__()
-        self.layout = get_layout(layout)
+        if not isinstance(layout, Layout):
+            raise TypeError(f"a backbone takes a Layout, got {layout!r} (resolve a name with "
+                            f"piumr_skel.skeleton.layouts.get_layout)")
+        self.layout = layout
         self.graph = Graph(self.layout, graph_mode)
         self.in_channels = in_channels
         V = self.layout.num_joints

@@ -113,7 +113,7 @@ class CTRGCNBlock(nn.Module):
 class CTRGCN(Backbone):
     """CTR-GCN with the ST-GCN stage layout: (N, C_in, T, V) -> (N, 4·base, T/4, V) -> logits."""
 
-    def __init__(self, *, in_channels: int, num_classes: int, layout: Layout | str, graph_mode: GraphMode = "spatial",
+    def __init__(self, *, in_channels: int, num_classes: int, layout: Layout, graph_mode: GraphMode = "spatial",
                  base_channels: int = 64, num_blocks: int = 10, dropout: float = 0.0) -> None:
         super().__init__(in_channels=in_channels, layout=layout, graph_mode=graph_mode, dropout=dropout)
         plan, self.stage_ends = stage_plan(num_blocks, base_channels, in_channels)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable, TypeVar
 
 from piumr_skel.skeleton.graph import GraphMode
-from piumr_skel.skeleton.layouts import Layout, get_layout
+from piumr_skel.skeleton.layouts import Layout
 
 __all__ = ["BACKBONES", "register_backbone", "create_backbone"]
 
@@ -24,10 +24,10 @@ def register_backbone(name: str) -> Callable[[_F], _F]:
     return deco
 
 
-def create_backbone(name: str, *, in_channels: int, num_classes: int, layout: Layout | str,
+def create_backbone(name: str, *, in_channels: int, num_classes: int, layout: Layout,
                     graph_mode: GraphMode = "spatial", **kw: Any):
-    """Build the registered backbone `name` for `layout` (a Layout or a layout name)."""
+    """Build the registered backbone `name` for `layout` (a Layout: the engine resolves the name once)."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choices: {', '.join(sorted(BACKBONES))}")
-    return BACKBONES[name](in_channels=in_channels, num_classes=num_classes, layout=get_layout(layout),
+    return BACKBONES[name](in_channels=in_channels, num_classes=num_classes, layout=layout,
                            graph_mode=graph_mode, **kw)

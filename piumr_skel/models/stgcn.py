@@ -105,7 +105,7 @@ class STGCN(Backbone):
     impl="pyg" swaps the dense graph conv for the torch_geometric one (same numbers, slower).
     """
 
-    def __init__(self, *, in_channels: int, num_classes: int, layout: Layout | str, graph_mode: GraphMode = "spatial",
+    def __init__(self, *, in_channels: int, num_classes: int, layout: Layout, graph_mode: GraphMode = "spatial",
                  base_channels: int = 64, num_blocks: int = 10, dropout: float = 0.0,
                  impl: Literal["dense", "pyg"] = "dense") -> None:
         super().__init__(in_channels=in_channels, layout=layout, graph_mode=graph_mode, dropout=dropout)
