@@ -13,8 +13,9 @@ _DEFAULT_OUT = Path("artifacts") / "keypoints"
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    # MediaPipe/absl C++ logs go to stderr directly; quieting TF's Python-side chatter is all we can do.
-    logging.getLogger("absl").setLevel(logging.ERROR)
+    # MediaPipe's C++ log lines (absl, TFLite) are dropped by extract_videos unless verbose; this is
+    # absl's Python-side logger.
+    logging.getLogger("absl").setLevel(logging.INFO if verbose else logging.ERROR)
 
 
 @click.command("extract")
@@ -36,7 +37,7 @@ def _setup_logging(verbose: bool) -> None:
 @click.option("--retry-failed", is_flag=True, help="extract again the clips recorded as failed")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="at most this many clips")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
-@click.option("-v", "--verbose", is_flag=True, help="log each clip")
+@click.option("-v", "--verbose", is_flag=True, help="log each clip, and show MediaPipe's own C++ log lines")
 def extract_cmd(videos: Path, out: Path | None, workers: int, shard: str | None, full_face: bool,
                 refine_face: bool, max_side: int, min_detection_confidence: float,
                 min_tracking_confidence: float, retry_failed: bool, limit: int | None,
@@ -63,7 +64,8 @@ def extract_cmd(videos: Path, out: Path | None, workers: int, shard: str | None,
                                min_tracking_confidence=min_tracking_confidence)
     try:
         report = extract_videos(videos, out, settings=settings, workers=workers, shard=shard_t,
-                                retry_failed=retry_failed, progress=not no_progress, limit=limit)
+                                retry_failed=retry_failed, progress=not no_progress, limit=limit,
+                                native_logs=verbose)
     except (ExtractError, StoreError) as exc:
         raise click.UsageError(str(exc)) from None
     except LockBusyError as exc:

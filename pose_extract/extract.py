@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import json
 import logging
 import multiprocessing as mp
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -167,15 +169,44 @@ class HolisticExtractor:
         return meta, out
 
 
+@contextlib.contextmanager
+def _native_logs(shown: bool) -> Iterator[None]:
+    """Unless ``shown``, point file descriptor 2 at /dev/null for the duration.
+
+    MediaPipe's C++ side (absl, glog, TFLite) writes about ten lines per clip straight to fd 2, below
+    Python; GLOG_minloglevel and TF_CPP_MIN_LOG_LEVEL do not reach them in mediapipe 0.10.21. Only
+    MediaPipe's own calls run inside this, so the progress bar and Python's warnings are unaffected.
+    """
+    if shown:
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 # ----------------------------------------------------------------------------------------------
 # worker processes
 
 _WORKER: HolisticExtractor | None = None
 
 
-def _worker_init(settings: dict[str, Any]) -> None:
-    """Per-process setup: one thread per library so N workers use N cores, then one Holistic graph."""
+def _worker_init(settings: dict[str, Any], native_logs: bool = False) -> None:
+    """Per-process setup: one thread per library so N workers use N cores, then one Holistic graph.
+
+    A worker only runs MediaPipe, so unless ``native_logs`` its fd 2 goes to /dev/null for good (its
+    errors come back to the parent through the futures)."""
     global _WORKER
+    if not native_logs:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
     for var in _THREAD_ENV:
         os.environ[var] = "1"
     import cv2
@@ -289,14 +320,16 @@ def _plan(videos: Path, out: Path, settings: ExtractSettings, shard: tuple[int, 
 def extract_videos(videos: str | Path, out: str | Path, *, settings: ExtractSettings | None = None,
                    workers: int = 1, shard: tuple[int, int] | None = None, retry_failed: bool = False,
                    progress: bool = True, compact_every: int = 1000, limit: int | None = None,
-                   on_clip: Callable[[dict[str, Any]], None] | None = None) -> ExtractReport:
+                   on_clip: Callable[[dict[str, Any]], None] | None = None,
+                   native_logs: bool = False) -> ExtractReport:
     """Extract every video under ``videos`` (this ``shard`` of them) into the store ``out``.
 
     Resumable: clips already in the store are skipped (failed ones too, unless ``retry_failed``).
     ``workers`` > 1 runs that many processes, each with its own Holistic graph and one thread per
     library; 1 runs in this process. Raises ExtractError for bad arguments before any work, and
     LockBusyError (naming the other process) while another job writes the same store; shards
-    (``shard=(i, n)``) into separate stores are the way to split the work.
+    (``shard=(i, n)``) into separate stores are the way to split the work. MediaPipe's C++ log
+    lines are dropped unless ``native_logs``.
     """
     settings = settings or ExtractSettings()
     videos, out = Path(videos), Path(out)
@@ -306,12 +339,13 @@ def extract_videos(videos: str | Path, out: str | Path, *, settings: ExtractSett
     if limit is not None:
         jobs = jobs[:limit]
     with writer_lock(out):  # a second job into this store is refused, naming this one
-        return _extract_jobs(jobs, out, settings, workers, retry_failed, progress, compact_every, on_clip)
+        return _extract_jobs(jobs, out, settings, workers, retry_failed, progress, compact_every, on_clip,
+                             native_logs)
 
 
 def _extract_jobs(jobs: list[_Job], out: Path, settings: ExtractSettings, workers: int,
                   retry_failed: bool, progress: bool, compact_every: int,
-                  on_clip: Callable[[dict[str, Any]], None] | None) -> ExtractReport:
+                  on_clip: Callable[[dict[str, Any]], None] | None, native_logs: bool) -> ExtractReport:
     writer = StoreWriter(out, kind=KIND_MEDIAPIPE, parts=settings.parts, settings=settings.to_dict(),
                          extractor_version=extractor_version(), compact_every=compact_every)
     stored = open_store(out).clips().set_index("clip_id")["status"].to_dict()
@@ -349,11 +383,18 @@ def _extract_jobs(jobs: list[_Job], out: Path, settings: ExtractSettings, worker
     try:
         if workers == 1 or len(todo) <= 1:
             if todo:
-                with HolisticExtractor(settings) as ex:
+                with _native_logs(native_logs):
+                    ex = HolisticExtractor(settings)
+                try:
                     for j in todo:
-                        record(*ex.extract(j.path, j.rel_path))
+                        with _native_logs(native_logs):
+                            result = ex.extract(j.path, j.rel_path)
+                        record(*result)
+                finally:
+                    with _native_logs(native_logs):
+                        ex.close()
         else:
-            _run_pool(todo, settings, min(workers, len(todo)), record)
+            _run_pool(todo, settings, min(workers, len(todo)), record, native_logs)
     finally:
         bar.close()
         writer.close()
@@ -366,7 +407,8 @@ def _extract_jobs(jobs: list[_Job], out: Path, settings: ExtractSettings, worker
 
 
 def _run_pool(todo: list[_Job], settings: ExtractSettings, workers: int,
-              record: Callable[[dict[str, Any], dict[str, np.ndarray] | None], None]) -> None:
+              record: Callable[[dict[str, Any], dict[str, np.ndarray] | None], None],
+              native_logs: bool = False) -> None:
     """Feed clips to a pool of worker processes, at most two in flight per worker.
 
     If a worker dies (e.g. a decoder crash), the clips in flight are recorded as failed, since the
@@ -379,7 +421,7 @@ def _run_pool(todo: list[_Job], settings: ExtractSettings, workers: int,
     while pending:
         lost: list[_Job] = []
         with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                                    initargs=(asdict(settings),)) as pool:
+                                    initargs=(asdict(settings), native_logs)) as pool:
             running: dict[cf.Future, _Job] = {}
             while (pending or running) and not lost:
                 while pending and len(running) < 2 * workers:

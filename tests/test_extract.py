@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -157,6 +158,38 @@ def test_rerun_with_other_settings_is_refused(tmp_path: Path) -> None:
     res = runner.invoke(extract_cmd, [str(videos), "-o", str(out), "--max-side", "64", "--full-face",
                                       "--no-progress"])
     assert res.exit_code == 2 and "full_face: False vs True" in res.output
+
+
+# MediaPipe's C++ lines: absl/glog "W0000 00:00:..." lines, TFLite's XNNPACK note, absl's InitializeLog warning.
+_NATIVE_LOG = re.compile(r"^[IWE]\d{4} |XNNPACK|absl::InitializeLog", re.MULTILINE)
+
+
+def test_mediapipe_log_lines_are_dropped_unless_asked_for(tmp_path: Path, capfd, caplog) -> None:
+    videos = tmp_path / "videos"
+    write_video(videos / "a.mp4", frames=3)
+    capfd.readouterr()
+    extract_videos(videos, tmp_path / "quiet", settings=SMALL, progress=False)
+    quiet = capfd.readouterr().err
+    assert not _NATIVE_LOG.search(quiet), quiet
+    assert "no person found" in caplog.text  # Python's own logging is untouched
+    extract_videos(videos, tmp_path / "shown", settings=SMALL, progress=False, native_logs=True)
+    assert _NATIVE_LOG.search(capfd.readouterr().err)
+
+
+def test_verbose_flag_shows_native_logs(tmp_path: Path, monkeypatch) -> None:
+    import pose_extract.extract as extract_mod
+
+    seen = []
+
+    def fake(videos, out, **kw):
+        seen.append(kw["native_logs"])
+        raise extract_mod.ExtractError("stop here")
+
+    monkeypatch.setattr(extract_mod, "extract_videos", fake)
+    for flags, expected in (([], False), (["--verbose"], True)):
+        res = CliRunner().invoke(extract_cmd, [str(tmp_path), "-o", str(tmp_path / "out"), *flags])
+        assert "stop here" in res.output
+        assert seen.pop() is expected
 
 
 _RUN = "from cli.extract import extract_cmd; extract_cmd()"
