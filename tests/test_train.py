@@ -296,6 +296,22 @@ def test_missing_labels_file(tiny_recipe_factory, tmp_path: Path) -> None:
         train(cfg, echo=_quiet)
 
 
+def test_saved_config_names_the_data_by_absolute_path(tiny_recipe_factory, tiny_store, tmp_path: Path,
+                                                      monkeypatch) -> None:
+    """Relative --store / --labels / --class-names are saved resolved, so the run evaluates from any folder."""
+    monkeypatch.chdir(tiny_store.root)
+    rel = {k: os.path.relpath(getattr(tiny_store, k), tiny_store.root) for k in ("store", "labels", "class_names")}
+    cfg = make_config({**tiny_recipe_factory(), **rel})
+    run_dir = train(cfg, echo=_quiet)
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    ckpt = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)
+    for key in rel:
+        assert saved[key] == ckpt["config"][key] == str(Path(getattr(tiny_store, key)).resolve())
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert evaluate_run(run_dir, split="val", device="cpu", quiet=True)["clips"] > 0
+
+
 def test_labels_out_of_range(tiny_recipe_factory, tiny_store, tmp_path: Path) -> None:
     lines = tiny_store.labels.read_text().splitlines()
     bad = tmp_path / "labels.txt"

@@ -284,5 +284,17 @@ def load_saved_config(path: str | Path) -> TrainConfig:
     return saved_config(read_yaml_mapping(path), str(path))
 
 
+# The data a run reads: absolute in the run's saved config, so that the run folder can be evaluated
+# from any working directory.
+DATA_PATH_KEYS = ("store", "labels", "class_names", "split_file")
+
+
+def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """The config with its data paths (DATA_PATH_KEYS) made absolute against the working directory."""
+    paths: dict[str, Any] = {k: str(Path(v).expanduser().resolve())
+                             for k in DATA_PATH_KEYS if (v := getattr(cfg, k)) is not None}
+    return dataclasses.replace(cfg, **paths)
+
+
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from piumr_skel.engine import runtime
 from piumr_skel.engine.build import build_loss, build_model
 from piumr_skel.engine.checkpoint import make_checkpoint, read_checkpoint
-from piumr_skel.engine.config import TrainConfig, save_config
+from piumr_skel.engine.config import TrainConfig, save_config, with_absolute_paths
 from piumr_skel.engine.data_setup import RunData, load_run_data, subject_codes
 from piumr_skel.engine.evaluate import predict_scores
 from piumr_skel.engine.losses import Batch, TrainLoss
@@ -51,6 +51,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, echo: Callable[[str], None]
     pipeline derives its randomness from (seed, epoch, index) and GIRL v2's groups from
     (seed, epoch), a resumed CPU run ends with the same metrics as an uninterrupted one.
     """
+    cfg = with_absolute_paths(cfg)  # the saved config and checkpoints name the data from anywhere
     device = runtime.resolve_device(cfg.device)
     dist_ = runtime.init_distributed(device)
     try:  # the guard checks the options against the run's own and locks the folder, writing nothing

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from piumr_skel.engine.config import (
+    DATA_PATH_KEYS,
     FIELDS,
     ConfigError,
     TrainConfig,
@@ -235,7 +236,7 @@ def make_spec(out: str | Path, *, config: str | Path | None = None, overrides: M
                       class_names=str(out / "label_name.txt"))
     else:
         # absolute paths, so that a run's saved config matches however the command was typed
-        for k in ("store", "labels", "class_names", "split_file"):
+        for k in DATA_PATH_KEYS:
             if values.get(k) is not None:
                 values[k] = str(Path(values[k]).resolve())
         if values.get("store") is None or values.get("labels") is None:
