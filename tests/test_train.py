@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from piumr_skel.engine.config import load_config, make_config, save_config
 from piumr_skel.engine.evaluate import evaluate_run, load_checkpoint, predict_run
 from piumr_skel.engine.metrics import METRIC_ORDER
-from piumr_skel.engine.train import DivergenceError, RunExistsError, train
+from piumr_skel.engine.train import DivergenceError, RunExistsError, run_dir_for, train
 
 REPO = Path(__file__).resolve().parents[1]
 ROBUSTNESS = ("subj_acc_mean", "subj_acc_std", "subj_acc_worst10")
@@ -187,6 +187,10 @@ def test_huge_lr_stops_with_divergence_error(tiny_recipe_factory) -> None:
                                           tfam=False, momentum=0.0))
     with pytest.raises(DivergenceError, match=r"loss became (nan|inf).*Lower --lr"):
         train(cfg, echo=_quiet)
+    # The error came after the run folder was made: its train.log records it, with the traceback.
+    log_text = (run_dir_for(cfg) / "train.log").read_text()
+    assert "ERROR training stopped by an error" in log_text and "Lower --lr" in log_text
+    assert "Traceback" in log_text
 
 
 # ----------------------------------------------------------------------------- (d) DDP

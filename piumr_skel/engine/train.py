@@ -68,6 +68,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, echo: Callable[[str], None]
         if dist_.enabled:
             torch.distributed.barrier()
         return run.dir
+    except Exception:
+        if _run_log_open():  # the run folder exists: its train.log says how the run ended
+            log.exception("training stopped by an error")
+        raise
     finally:
         release_run(run_dir_for(cfg))
         _close_logging()
@@ -332,6 +336,10 @@ def _validate_and_save(run: Run, epoch: int, row: dict[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------- outputs
+def _run_log_open() -> bool:
+    return any(getattr(h, "_piumr_run", False) for h in logging.getLogger("piumr").handlers)
+
+
 def _close_logging() -> None:
     """Detach and close the train.log handler of the previous run, if any."""
     root = logging.getLogger("piumr")
