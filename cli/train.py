@@ -70,7 +70,7 @@ def _load(config: str | None, overrides: dict) -> TrainConfig:
                    "learning-rate schedule, so the run no longer equals an uninterrupted one)")
 @config_options
 def train_cmd(config, resume, extend_epochs, **overrides):
-    """Train a backbone + TFAM + GIRL into artifacts/runs/<recipe>/."""
+    """Train a backbone (ERM by default; --tfam --girl for PIUmr) into artifacts/runs/<recipe>/."""
     from piumr_skel.engine.train import DivergenceError, RunExistsError, train
 
     cfg = _load(config, overrides)

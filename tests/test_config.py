@@ -25,7 +25,7 @@ def test_yaml_then_overrides(tmp_path: Path) -> None:
     assert cfg.epochs == 3            # an option beats the file
     assert cfg.stream == "bone"
     assert cfg.lr == 0.02             # None means "not given": the file's value stands
-    assert cfg.girl is True           # untouched default
+    assert cfg.girl is False          # untouched default (ERM)
 
 
 def test_defaults_and_derived_values() -> None:
@@ -37,7 +37,7 @@ def test_defaults_and_derived_values() -> None:
     assert make_config({"epochs": 80}).warmup_girl == 5
     assert make_config({"epochs": 20}).warmup_girl == 2
     assert make_config({"modality": "rgb", "backbone": "tsm_r18"}).frames == 8
-    assert cfg.recipe_name() == "stgcn_j-tfam-girl_xsub-f0_s0"
+    assert cfg.recipe_name() == "stgcn_j-erm_xsub-f0_s0"          # ERM is the default (README)
     assert make_config({"tfam": False, "girl": False, "stream": "bone_motion", "split": "official"}
                        ).recipe_name() == "stgcn_bm-erm_official_s0"
 

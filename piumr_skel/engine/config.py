@@ -62,7 +62,7 @@ class TrainConfig:
     pretrained: Optional[str] = None     # rgb: ImageNet ResNet state dict (torchvision keys)
     image_size: int = 224                # rgb crop
     # --- TFAM
-    tfam: bool = True
+    tfam: bool = False                  # off by default: it measured below ERM on unseen people (README)
     tfam_after: Optional[int] = None     # 1-based block index; default: before the last stage
     tfam_anchors: int = 16
     tfam_gamma: float = 1.0
@@ -74,7 +74,7 @@ class TrainConfig:
     lambda_w: float = 0.1
     lambda_c: float = 0.1
     # --- GIRL
-    girl: bool = True
+    girl: bool = False                  # off by default: the evidence says so (README); --girl for PIUmr
     girl_version: Literal[1, 2] = 2
     girl_groups: Grouping = "input"
     girl_num_groups: int = 8
