@@ -372,8 +372,8 @@ def test_recipe_check_reads_keys_added_since_a_run_as_their_defaults(tmp_path: P
     """A finished run whose config.yaml predates a new option (absent = its default) still counts as done."""
     from piumr_skel.engine.config import TrainConfig, make_config
 
-    cfg = make_config({"name": "erm_f0_s0", "out_dir": str(tmp_path)})
-    run = ablate.AblationRun("erm", 0, 0, cfg)
+    cfg = make_config({"name": "girl_f0_s0", "girl": True, "out_dir": str(tmp_path)})  # girl_tau matters
+    run = ablate.AblationRun("girl", 0, 0, cfg)
     run.run_dir.mkdir(parents=True)
     old = cfg.to_dict()
     del old["girl_ramp"]
