@@ -366,7 +366,8 @@ def test_demo_quick_through_cli(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output + repr(res.exception)
     result = json.loads((tmp_path / "demo" / "demo_result.json").read_text())
     assert set(METRIC_ORDER) <= set(result["metrics"]) and result["split"] == "test"
-    assert "Action Top-1" in res.output and "SYNTHETIC" in res.output
+    assert "Action Top-1" in res.output and "SYNTHETIC" in res.output and "what next" in res.output
+    assert max(len(line) for line in res.output.splitlines() if line.startswith("|")) <= 100
     run_dir = Path(result["checkpoint"]).parent
     for name in ("config.yaml", "metrics.csv", "best.pt", "last.pt", "curves.png", "confusion_test.png",
                  "per_subject_test.csv", "train.log"):
