@@ -8,6 +8,7 @@ Shapes: T frames, V joints, C channels (x, y, score).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -415,14 +416,23 @@ class PersonStyleConfig:
 
 
 def _topological_order(parents: np.ndarray) -> np.ndarray:
-    """Joints ordered so that every parent comes before its children (the root first)."""
+    """Joints ordered so that every parent comes before its children (the root first).
+
+    Cached per tree: the person-style augmentation asks for it for every training clip."""
+    return _topological_order_of(tuple(int(p) for p in parents))
+
+
+@functools.lru_cache(maxsize=64)
+def _topological_order_of(parents: tuple[int, ...]) -> np.ndarray:
     depth = np.zeros(len(parents), dtype=np.int64)
     for v in range(len(parents)):
         u, d = v, 0
         while parents[u] != u:
-            u, d = int(parents[u]), d + 1
+            u, d = parents[u], d + 1
         depth[v] = d
-    return np.argsort(depth, kind="stable")
+    order = np.argsort(depth, kind="stable")
+    order.setflags(write=False)  # shared by every caller
+    return order
 
 
 def _subtree_mask(parents: np.ndarray, root: int) -> np.ndarray:
@@ -481,8 +491,8 @@ def person_style(x: np.ndarray, layout: "Layout", rng: np.random.Generator,
             if name not in parts or not len(parts[name]):
                 continue
             # The part's top joint (the one closest to the root) turns its whole subtree about its parent.
-            order = {int(v): i for i, v in enumerate(_topological_order(parents))}
-            top = min(parts[name], key=lambda v: order[int(v)])
+            rank = np.argsort(_topological_order(parents))            # joint -> position in the order
+            top = min(parts[name], key=lambda v: rank[int(v)])
             joints = np.flatnonzero(_subtree_mask(parents, int(top)))
             _rotate_about(out, joints, out[:, parents[top], :2].copy(),
                           rng.uniform(-config.posture_degrees, config.posture_degrees))
