@@ -107,6 +107,11 @@ def test_variant_table_sets_the_switches_of_every_row(tmp_path: Path) -> None:
     for key, tfam in (("girl-v1", False), ("full-v1", True)):
         c = cfg[key]
         assert (c.tfam, c.girl_version, c.girl_groups, c.girl_num_groups) == (tfam, 1, "kmeans", 4)
+    # the convergence check: ERM's recipe at twice the epochs, nothing else changed
+    assert cfg["erm-2x"].epochs == 2 * cfg["erm"].epochs
+    assert {k: v for k, v in cfg["erm-2x"].to_dict().items() if k not in ("epochs", "name")} == \
+        {k: v for k, v in cfg["erm"].to_dict().items() if k not in ("epochs", "name")}
+    assert all(c.epochs == cfg["erm"].epochs for k, c in cfg.items() if k != "erm-2x")
     # folder names stay plain; the folds stay put while the seed varies
     assert {r.name for r in runs if r.key == "full+aug"} == {f"full-aug_f{f}_s{s}" for f in (0, 1) for s in (0, 1)}
     assert {r.cfg.split_seed for r in runs} == {3} and {r.seed for r in runs} == {0, 1}

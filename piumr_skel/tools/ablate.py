@@ -39,6 +39,7 @@ class Variant:
 
     title: str
     overrides: Mapping[str, Any]
+    epochs_factor: int = 1     # 2: the same recipe at twice the epochs (METHOD.md's convergence check)
 
 
 # Every row states the three switches (tfam, girl, aug_person); the GIRL rows also their version.
@@ -58,6 +59,7 @@ VARIANTS: dict[str, Variant] = {
     "vrex": Variant("V-REx (true subjects)", {**_OFF, **_TRUE_SUBJECTS, "girl_lambda_var": 1.0, "girl_eta": 0.0}),
     "girl-v1": Variant("+GIRL v1", {**_OFF, **_GIRL_V1}),
     "full-v1": Variant("full, GIRL v1", {**_OFF, "tfam": True, **_GIRL_V1}),
+    "erm-2x": Variant("ERM, 2× epochs (convergence check)", _OFF, epochs_factor=2),
 }
 DEFAULT_VARIANTS = ("erm", "tfam", "girl", "full")   # the paper's four
 REFERENCE = "erm"
@@ -305,7 +307,7 @@ def plan_runs(spec: AblationSpec) -> list[AblationRun]:
     Every run shares the base's split_seed: the folds stay put while the seed varies.
     """
     base = spec.base
-    rows = {k: dict(VARIANTS[k].overrides) for k in spec.variants}
+    rows = {k: {**VARIANTS[k].overrides, "epochs": base.epochs * VARIANTS[k].epochs_factor} for k in spec.variants}
     if spec.grouping_study:
         rows.update({k: v for k, v in grouping_rows(base.girl_groups).items() if k not in rows})
     runs = []
