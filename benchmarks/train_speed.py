@@ -4,6 +4,7 @@
     python benchmarks/train_speed.py --device cuda --amp    # bf16 autocast, e.g. on an H100
     python benchmarks/train_speed.py --profile              # also print torch.profiler's top ops
     python benchmarks/train_speed.py --quick                # tiny sizes: the smoke test
+    python benchmarks/train_speed.py --compile              # also ERM and full under torch.compile
 
 Five training steps (forward, loss, backward, SGD update) are timed in one process on the same
 fixed batch:
@@ -15,6 +16,10 @@ fixed batch:
 * `tfam`, `girl`, `full`: ours with TFAM (placed as the trainer places it), with GIRL, with both,
   built by `piumr_skel.engine.build.build_model` / `build_loss` from a `TrainConfig`; the loss is the
   trainer's own objective (`piumr_skel.engine.losses.TrainLoss`).
+
+With `--compile`, `erm+compile` and `full+compile` are the same two models wrapped in
+`torch.compile` (inductor, default mode); their first steps (the compilation) are timed apart and
+reported as the compile cost, and the ratio compiled/eager step time is printed for both.
 
 After warm-up steps, each round runs every variant once, in an order rotated from round to round
 (ABCDE, BCDEA, ...), so machine load and caches hit all variants alike; medians are reported.
@@ -176,8 +181,10 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def build_steps(x: torch.Tensor, y: torch.Tensor, *, base_channels: int, num_classes: int,
                 device: torch.device, amp: bool, names: tuple[str, ...] = VARIANTS,
-                layout_name: str = "mp_holistic") -> list[Step]:
-    """Models and step closures for the named variants on x (N, C, T, V) and labels y (N,)."""
+                layout_name: str = "mp_holistic", compile: bool = False) -> list[Step]:
+    """Models and step closures for the named variants on x (N, C, T, V) and labels y (N,).
+
+    compile: our variants' models run under torch.compile (named `<variant>+compile`)."""
     layout = get_layout(layout_name)
     steps: list[Step] = []
     for name in names:
@@ -191,7 +198,9 @@ def build_steps(x: torch.Tensor, y: torch.Tensor, *, base_channels: int, num_cla
             objective = build_loss(cfg, num_groups=cfg.girl_num_groups)
             if objective.girl is not None:
                 objective.girl.to(device)
-            steps.append(Step(name, model, _our_step(model, objective, _optimizer(model, cfg), x, y, device, amp)))
+            forward = torch.compile(model) if compile else model
+            steps.append(Step(f"{name}+compile" if compile else name, model,
+                              _our_step(forward, objective, _optimizer(model, cfg), x, y, device, amp)))
     return steps
 
 
@@ -225,6 +234,18 @@ def _our_step(model: nn.Module, objective: TrainLoss, opt: torch.optim.Optimizer
         loss.backward()
         opt.step()
     return run
+
+
+def compile_first_steps(steps: list[Step], device: torch.device) -> dict[str, float]:
+    """Run the first step of each compiled variant (inductor compiles there); its seconds by name."""
+    first = {}
+    for s in steps:
+        _sync(device)
+        t0 = time.perf_counter()
+        s.run()
+        _sync(device)
+        first[s.name] = time.perf_counter() - t0
+    return first
 
 
 def _sync(device: torch.device) -> None:
@@ -296,6 +317,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profile", action="store_true", help="print torch.profiler top ops per variant")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time ERM and full with the model under torch.compile (inductor)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke-test defaults: batch 4, T=16, base 4, 1 warm-up, 2 rounds "
                          "(options given explicitly still win)")
@@ -335,6 +358,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     n_ref, n_ours = count_params(ref), count_params(ours)
     diff = reference_agreement(ours.backbone, x)
 
+    first: dict[str, float] = {}
+    if args.compile:
+        torch.manual_seed(args.seed)
+        compiled = build_steps(x, y, base_channels=args.base_channels, num_classes=args.classes, device=device,
+                               amp=amp, names=("erm", "full"), layout_name=args.layout, compile=True)
+        for s in compiled:  # the same weights as the eager model of the same variant
+            s.model.load_state_dict(by_name[s.name.removesuffix("+compile")].model.state_dict())
+        first = compile_first_steps(compiled, device)
+        steps = steps + compiled
     times = time_steps(steps, device, warmup=args.warmup, repeats=args.repeats)
     med = {k: statistics.median(v) for k, v in times.items()}
 
@@ -344,8 +376,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(f"params: ours {n_ours / 1e6:.3f} M, reference {n_ref / 1e6:.3f} M; "
           f"max|ours - reference| on shared weights = {diff:.2e}")
     labels = {"reference": "reference ST-GCN", "erm": "ours ERM", "tfam": "ours +TFAM",
-              "girl": "ours +GIRL", "full": "ours full (TFAM+GIRL)"}
-    for name in VARIANTS:
+              "girl": "ours +GIRL", "full": "ours full (TFAM+GIRL)",
+              "erm+compile": "ours ERM, compiled", "full+compile": "ours full, compiled"}
+    for name in times:
         t = med[name]
         print(f"{labels[name]:<22} {t * 1e3:9.1f} ms/step  {args.batch / t:9.1f} samples/s  "
               f"(min {min(times[name]) * 1e3:.1f}, max {max(times[name]) * 1e3:.1f} ms)")
@@ -359,11 +392,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(f"overhead +GIRL/ERM step time = {over['girl']:.3f}")
     print(f"overhead full/ERM step time = {over['full']:.3f} (target <= {TARGET_OVERHEAD}: "
           f"{'met' if ok_over else 'NOT met'})")
+    compiled_over = {k: med[f"{k}+compile"] / med[k] for k in ("erm", "full") if f"{k}+compile" in med}
+    for k, r in compiled_over.items():
+        print(f"torch.compile {k}: compiled/eager step time = {r:.3f}; first step (compilation) "
+              f"{first[f'{k}+compile']:.1f} s = {first[f'{k}+compile'] / med[k]:.0f} eager steps")
     if args.profile:
         profile_steps(steps, device)
     elif not (ok_ratio and ok_over):
         print("a target is not met: rerun with --profile for the top ops of each variant")
     return {"ours_over_reference": ratio, **{f"{k}_over_erm": v for k, v in over.items()},
+            **{f"{k}_compiled_over_eager": v for k, v in compiled_over.items()},
             "full_samples_per_s": args.batch / med["full"], "max_abs_diff": diff}
 
 

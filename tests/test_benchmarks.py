@@ -71,6 +71,21 @@ def test_reference_stgcn_is_our_network(monkeypatch: pytest.MonkeyPatch) -> None
         assert (ref(x) - ours(x)).abs().max() > 1e-3
 
 
+def test_train_speed_compile_wraps_only_the_forward(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Building is cheap; inductor compiles on the first call, which the benchmark times apart.
+    ts = _load("train_speed", monkeypatch)
+    x, y = torch.randn(4, 3, 8, 35), torch.randint(5, (4,))
+    steps = ts.build_steps(x, y, base_channels=4, num_classes=5, device=torch.device("cpu"), amp=False,
+                           names=("erm", "full"), layout_name="mp_pose", compile=True)
+    assert [s.name for s in steps] == ["erm+compile", "full+compile"]
+    for s in steps:   # the optimiser's module stays the plain one
+        assert not isinstance(s.model, torch._dynamo.eval_frame.OptimizedModule)
+    cells = [c.cell_contents for c in steps[0].run.__closure__]
+    assert any(isinstance(c, torch._dynamo.eval_frame.OptimizedModule) and c._orig_mod is steps[0].model
+               for c in cells)
+    assert ts.parse_args(["--compile"]).compile and not ts.parse_args([]).compile
+
+
 def test_store_shape_matches_ma52(monkeypatch: pytest.MonkeyPatch) -> None:
     ls = _load("load_speed", monkeypatch)
     assert ls.store_shape(22_422) == (202, 111)   # MA-52's clip count exactly, ~205 people
