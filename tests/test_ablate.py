@@ -195,6 +195,11 @@ def test_summary_table_means_and_paired_deltas() -> None:
     assert full[3] == "+4.00 ± 2.00" and full[4] == "0.500" and full[-2] == "sign, n = 2"
     assert "Body Top-1" in lines[0]                      # the runs have body metrics: shown
     assert ablate.best_on_validation(table) == "full"
+    # the convergence-check row is not a candidate, however well it scores on validation people
+    frame = _pairs_frame({(0, 0): (50.0, 56.0), (1, 0): (60.0, 62.0)})
+    check = frame[frame["key"] == "erm"].assign(key="erm-2x", val_action_top1=99.0)
+    table = summary_table(pd.concat([frame, check]), ["erm", "full", "erm-2x"])
+    assert table.loc["erm-2x", "val_action_top1_mean"] == 99.0 and ablate.best_on_validation(table) == "full"
 
 
 def test_summary_table_leaves_out_body_metrics_nobody_has() -> None:

@@ -528,7 +528,9 @@ def markdown_table(table: pd.DataFrame, titles: Mapping[str, str], reference: st
 
 
 def best_on_validation(table: pd.DataFrame) -> str | None:
-    """Row key with the highest mean validation Top-1 (None when no row has one)."""
+    """Row key with the highest mean validation Top-1 (None when no row has one). Check rows at
+    another budget than the recipe's (erm-2x) are not candidates: they are not the recipe."""
+    table = table[[not (k in VARIANTS and VARIANTS[k].epochs_factor != 1) for k in table.index]]
     if not len(table) or table[f"{VAL_METRIC}_mean"].isna().all():
         return None
     return str(table[f"{VAL_METRIC}_mean"].idxmax())
