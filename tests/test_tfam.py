@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from piumr_skel.method.tfam import TFAM, dct_matrix, interp_matrix, sinkhorn_log
+from piumr_skel.method.tfam import TFAM, dct_matrix, interp_matrix, sinkhorn_log, std_mean_over_time
 
 
 def _features(n: int = 2, c: int = 8, t: int = 16, v: int = 3, seed: int = 0) -> torch.Tensor:
@@ -205,3 +205,16 @@ def test_autocast_bf16_cpu():
 def test_bad_input_shape_raises():
     with pytest.raises(ValueError, match=r"\(N, 8, T, V\)"):
         _tfam(8)(torch.randn(2, 4, 16, 3))
+
+
+def test_std_mean_over_time_is_torch_std_mean_on_slices() -> None:
+    # TFAM feeds it non-contiguous halves of one (N, C, 2T, V) tensor; values and gradients agree.
+    y = torch.randn(3, 5, 12, 7, dtype=torch.float64, requires_grad=True)
+    z, _ = y.split(6, dim=2)
+    ours = std_mean_over_time(z)
+    ref = torch.std_mean(z, dim=2, correction=0)
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b)
+    g_ours = torch.autograd.grad(sum(t.sum() for t in ours), y)[0]
+    g_ref = torch.autograd.grad(sum(t.sum() for t in ref), y)[0]
+    torch.testing.assert_close(g_ours, g_ref)
