@@ -209,7 +209,9 @@ def test_bad_input_shape_raises():
 
 def test_std_mean_over_time_is_torch_std_mean_on_slices() -> None:
     # TFAM feeds it non-contiguous halves of one (N, C, 2T, V) tensor; values and gradients agree.
-    y = torch.randn(3, 5, 12, 7, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(3, 5, 12, 7, dtype=torch.float64)
+    y[0, 1, :6, 2] = 0.5                      # a constant trajectory: std 0, gradient 0 (not NaN)
+    y.requires_grad_(True)
     z, _ = y.split(6, dim=2)
     ours = std_mean_over_time(z)
     ref = torch.std_mean(z, dim=2, correction=0)
@@ -218,3 +220,4 @@ def test_std_mean_over_time_is_torch_std_mean_on_slices() -> None:
     g_ours = torch.autograd.grad(sum(t.sum() for t in ours), y)[0]
     g_ref = torch.autograd.grad(sum(t.sum() for t in ref), y)[0]
     torch.testing.assert_close(g_ours, g_ref)
+    assert torch.isfinite(g_ours).all() and ours[0][0, 1, 2] == 0

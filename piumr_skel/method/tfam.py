@@ -97,7 +97,10 @@ def std_mean_over_time(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     slower at TFAM's sizes (24.6 against 1.1 ms for (16, 64, 8, 35) slices); same values to 1e-7.
     """
     mean = x.mean(2)
-    return (x - mean.unsqueeze(2)).pow(2).mean(2).sqrt(), mean
+    var = (x - mean.unsqueeze(2)).pow(2).mean(2)
+    # Where the variance is 0 the std is 0 with a zero gradient, as torch's (sqrt alone gives NaN).
+    std = torch.where(var > 0, var.clamp_min(torch.finfo(var.dtype).tiny).sqrt(), torch.zeros_like(var))
+    return std, mean
 
 class TFAM(nn.Module):
     """Temporal-Frequency Alignment Module: (N, C, T, V) -> (N, C, T, V) plus auxiliary losses.
