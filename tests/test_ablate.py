@@ -111,7 +111,9 @@ def test_variant_table_sets_the_switches_of_every_row(tmp_path: Path) -> None:
     assert cfg["erm-2x"].epochs == 2 * cfg["erm"].epochs
     assert {k: v for k, v in cfg["erm-2x"].to_dict().items() if k not in ("epochs", "name")} == \
         {k: v for k, v in cfg["erm"].to_dict().items() if k not in ("epochs", "name")}
-    assert all(c.epochs == cfg["erm"].epochs for k, c in cfg.items() if k != "erm-2x")
+    assert all(c.epochs == (2 if k.endswith("-2x") else 1) * cfg["erm"].epochs for k, c in cfg.items())
+    switches_2x = (cfg["full-2x"].tfam, cfg["full-2x"].girl, cfg["girl-2x"].tfam, cfg["tfam-2x"].girl)
+    assert switches_2x == (True, True, False, False)
     # folder names stay plain; the folds stay put while the seed varies
     assert {r.name for r in runs if r.key == "full+aug"} == {f"full-aug_f{f}_s{s}" for f in (0, 1) for s in (0, 1)}
     assert {r.cfg.split_seed for r in runs} == {3} and {r.seed for r in runs} == {0, 1}
@@ -246,18 +248,17 @@ def test_prepare_synthetic_reuses_and_refuses_other_settings(tmp_path: Path) -> 
 
 
 # ----------------------------------------------------------------------------- driver with stand-ins
-def test_driver_records_failures_and_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """train/evaluate replaced by stand-ins: a failing run is reported, the others still make the table."""
+def _stand_ins(monkeypatch: pytest.MonkeyPatch, top1: dict[str, float], calls: list[str],
+               fail: str | None = None) -> None:
+    """Replace train/evaluate by stand-ins: a run's test Top-1 is top1[its key] + its fold; `fail` diverges."""
     import piumr_skel.engine.evaluate as evaluate_mod
     import piumr_skel.engine.train as train_mod
-
-    top1 = {"erm": 40.0, "tfam": 45.0, "girl": 42.0, "full": 50.0}
-    calls: list[str] = []
+    import pose_extract
 
     def fake_train(cfg, *, resume, echo):
         assert resume  # the ablation always resumes half-finished runs
         calls.append(cfg.name)
-        if cfg.name == "girl_f1_s0":
+        if cfg.name == fail:
             raise train_mod.DivergenceError("loss became nan")
         run = Path(cfg.out_dir) / cfg.name
         run.mkdir(parents=True, exist_ok=True)
@@ -280,11 +281,15 @@ def test_driver_records_failures_and_goes_on(tmp_path: Path, monkeypatch: pytest
             Path(run_dir) / "predictions_test.csv", index=False)
         return result
 
-    import pose_extract
-
     monkeypatch.setattr(train_mod, "train", fake_train)
     monkeypatch.setattr(evaluate_mod, "evaluate_run", fake_evaluate)
     monkeypatch.setattr(pose_extract, "open_store", lambda path: None)   # no store behind the stand-ins
+
+
+def test_driver_records_failures_and_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """train/evaluate replaced by stand-ins: a failing run is reported, the others still make the table."""
+    calls: list[str] = []
+    _stand_ins(monkeypatch, {"erm": 40.0, "tfam": 45.0, "girl": 42.0, "full": 50.0}, calls, fail="girl_f1_s0")
     spec = make_spec(tmp_path, overrides={**TINY_TRAIN, "store": str(tmp_path / "s"),
                                           "labels": str(tmp_path / "l.txt")}, seeds=1)
     lines: list[str] = []
@@ -308,6 +313,25 @@ def test_driver_records_failures_and_goes_on(tmp_path: Path, monkeypatch: pytest
     calls.clear()
     ablate.run_ablation(spec, tmp_path, echo=lines.append)
     assert calls == ["girl_f1_s0"]
+
+
+
+def test_twice_the_epochs_rows_get_their_own_paired_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    _stand_ins(monkeypatch, {"erm": 40.0, "full": 36.0, "erm-2x": 50.0, "full-2x": 53.0}, calls)
+    spec = make_spec(tmp_path, overrides={**TINY_TRAIN, "store": str(tmp_path / "s"),
+                                          "labels": str(tmp_path / "l.txt")}, seeds=1,
+                     variants="erm,full,erm-2x,full-2x", echo=lambda s: None)
+    result = ablate.run_ablation(spec, tmp_path, echo=lambda s: None)
+    assert not result.failures and sorted(calls) == sorted(f"{k}_f{f}_s0" for k in ("erm", "full", "erm-2x", "full-2x")
+                                                          for f in (0, 1))
+    assert result.table.loc["erm-2x", "delta_action_top1_mean"] == pytest.approx(10.0)   # the convergence check
+    assert result.best_on_val != "erm-2x"
+    md = (tmp_path / "ablation_2x.md").read_text()
+    rows = {line.split(" | ")[0]: line for line in md.splitlines() if line.startswith("| ") and "---" not in line}
+    assert "reference" in rows["| ERM, 2× epochs (convergence check)"]
+    assert "+3.00 ± 0.00" in rows["| full, 2× epochs"]                  # against ERM at 2x, not at 1x
+    assert "| full (TFAM + GIRL)" not in rows
 
 
 # ----------------------------------------------------------------------------- end to end

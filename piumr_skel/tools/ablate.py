@@ -60,9 +60,14 @@ VARIANTS: dict[str, Variant] = {
     "girl-v1": Variant("+GIRL v1", {**_OFF, **_GIRL_V1}),
     "full-v1": Variant("full, GIRL v1", {**_OFF, "tfam": True, **_GIRL_V1}),
     "erm-2x": Variant("ERM, 2× epochs (convergence check)", _OFF, epochs_factor=2),
+    # the method at the check's budget, paired with erm-2x: does its gap to ERM close with training?
+    "tfam-2x": Variant("+TFAM, 2× epochs", {**_OFF, "tfam": True}, epochs_factor=2),
+    "girl-2x": Variant("+GIRL, 2× epochs", {**_OFF, **_GIRL_V2}, epochs_factor=2),
+    "full-2x": Variant("full, 2× epochs", {**_OFF, "tfam": True, **_GIRL_V2}, epochs_factor=2),
 }
 DEFAULT_VARIANTS = ("erm", "tfam", "girl", "full")   # the paper's four
 REFERENCE = "erm"
+CHECK = "erm-2x"                 # the convergence check: ERM at twice the epochs
 TITLES = {k: v.title for k, v in VARIANTS.items()}
 # The grouping study: the full model with each GIRL v2 grouping.
 GROUPINGS = GROUPINGS_V2
@@ -689,6 +694,16 @@ def summarise(spec: AblationSpec, out: str | Path, runs: Sequence[AblationRun] |
     (out / "ablation.md").write_text(header + notes + markdown + "\n")
     files["markdown"] = out / "ablation.md"
     result = AblationResult(out=out, per_run=per_run, table=table, markdown=markdown, files=files, best_on_val=best)
+    longer = [k for k in spec.variants if VARIANTS[k].epochs_factor != 1]
+    if CHECK in longer and len(longer) > 1:
+        # The rows at the check's budget, paired with ERM at that budget: does a gap close with training?
+        ltable = summary_table(per_run, longer, reference=CHECK)
+        if len(ltable):
+            (out / "ablation_2x.md").write_text(
+                f"# The same rows at twice the epochs ({2 * spec.base.epochs}), paired with ERM at that budget\n\n"
+                f"Δ and p here are against {TITLES[CHECK]}, per (fold, seed).\n\n"
+                + markdown_table(ltable, titles, reference=CHECK) + "\n")
+            files["markdown_2x"] = out / "ablation_2x.md"
     if spec.grouping_study:
         gkeys = list(grouping_rows(spec.base.girl_groups))
         gtable = summary_table(per_run, [REFERENCE] + gkeys)
