@@ -89,7 +89,6 @@ def sinkhorn_log(cost: Tensor, eps: float, iters: int, *, unroll: bool = False) 
         return torch.exp(log_k + u + v)
 
 
-
 def std_mean_over_time(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Population std and mean over dim 2 (time) of (N, C, T, V): torch.std_mean(x, 2, correction=0).
 
@@ -101,6 +100,7 @@ def std_mean_over_time(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     # Where the variance is 0 the std is 0 with a zero gradient, as torch's (sqrt alone gives NaN).
     std = torch.where(var > 0, var.clamp_min(torch.finfo(var.dtype).tiny).sqrt(), torch.zeros_like(var))
     return std, mean
+
 
 class TFAM(nn.Module):
     """Temporal-Frequency Alignment Module: (N, C, T, V) -> (N, C, T, V) plus auxiliary losses.
