@@ -67,4 +67,41 @@ def ablate_cmd(out: Path, config: str | None, seeds: str | None, synthetic: str 
             + "; ".join(f"{k}: {v}" for k, v in result.failures.items()))
 
 
-COMMANDS = [ablate_cmd]
+@click.command("groups")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="ablation folder (holds the synthetic store of a synthetic ablation); the tables go here")
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="ablation or training YAML")
+@config_options
+def groups_cmd(out: Path, config: str | None, **overrides) -> None:
+    """Do GIRL's pseudo-groups carry person style? Nothing is trained.
+
+    For each fold's training clips: NMI of the `input` groups (k-means on person-style descriptors,
+    as a run draws them) with the subjects and with the actions, against random groups and the
+    people themselves dealt into as many groups; and how often a clip's nearest neighbour in
+    descriptor space is the same person. Writes OUT/group_agreement.md and .csv.
+    """
+    from piumr_skel.tools.ablate import make_spec, prepare_synthetic
+    from piumr_skel.tools.group_check import agreement_markdown, agreement_table
+
+    try:
+        spec = make_spec(out, config=config, overrides=overrides, echo=click.echo)
+    except (AblationError, ConfigError) as err:
+        raise click.UsageError(str(err)) from None
+    if spec.synthetic is not None:
+        prepare_synthetic(out, spec.synthetic["preset"], seed=spec.synthetic["seed"],
+                          overrides=spec.synthetic["overrides"], echo=click.echo)
+    try:
+        per_fold, nn = agreement_table(spec.base, echo=click.echo)
+    except (ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+    text = (f"# Do the GIRL pseudo-groups carry person style? ({spec.base.girl_num_groups} groups, "
+            f"{spec.base.layout}, {spec.base.folds} folds, training clips)\n\n" + agreement_markdown(per_fold, nn))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "group_agreement.md").write_text(text + "\n")
+    per_fold.merge(nn, on="fold").to_csv(out / "group_agreement.csv", index=False)
+    click.echo("")
+    click.echo(text)
+    click.echo(f"wrote {out / 'group_agreement.md'}, {out / 'group_agreement.csv'}")
+
+
+COMMANDS = [ablate_cmd, groups_cmd]
