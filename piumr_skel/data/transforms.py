@@ -435,25 +435,44 @@ def _topological_order_of(parents: tuple[int, ...]) -> np.ndarray:
     return order
 
 
+@functools.lru_cache(maxsize=64)
+def _ancestry_of(parents: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(anc, root): anc (V, V) float32 with anc[v, u] = 1 when u is v or one of its ancestors;
+    root (V,) the root of each joint's tree. Read-only, shared by every caller."""
+    anc = np.zeros((len(parents), len(parents)), dtype=np.float32)
+    root = np.zeros(len(parents), dtype=np.int64)
+    for v in range(len(parents)):
+        u = v
+        anc[v, u] = 1.0
+        while parents[u] != u:
+            u = parents[u]
+            anc[v, u] = 1.0
+        root[v] = u
+    anc.setflags(write=False)
+    root.setflags(write=False)
+    return anc, root
+
+
+def _ancestry(parents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return _ancestry_of(tuple(int(p) for p in parents))
+
+
 def _subtree_mask(parents: np.ndarray, root: int) -> np.ndarray:
     """(V,) bool: `root` and every joint below it in the tree."""
-    inside = np.zeros(len(parents), dtype=bool)
-    inside[root] = True
-    for v in _topological_order(parents):
-        if parents[v] != v and inside[parents[v]]:
-            inside[v] = True
-    return inside
+    return _ancestry(parents)[0][:, root] > 0
 
 
 def scale_limbs(x: np.ndarray, layout: "Layout", factors: np.ndarray) -> np.ndarray:
     """Scale each bone (joint minus its parent) by factors (V,) and rebuild the joints from the
-    root along the layout's tree. x: (T, V, C) -> same shape; scores pass through."""
+    root along the layout's tree. x: (T, V, C) -> same shape; scores pass through.
+
+    Joint v = its root + the sum of the scaled bones on the path down to v (one matmul, not a
+    loop over the joints: this runs for every training clip of a --aug-person run)."""
     parents = np.asarray(layout.parents)
+    anc, root = _ancestry(parents)
     out = np.array(x, dtype=np.float32, copy=True)
-    bones = x[..., :2] - x[:, parents, :2]
-    for v in _topological_order(parents):
-        if parents[v] != v:
-            out[:, v, :2] = out[:, parents[v], :2] + bones[:, v] * factors[v]
+    bones = (x[..., :2] - x[:, parents, :2]) * np.asarray(factors, dtype=np.float32)[:, None]  # roots: 0
+    out[..., :2] = x[:, root, :2] + anc @ bones
     return out
 
 
