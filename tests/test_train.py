@@ -400,3 +400,13 @@ def test_girl_ramp_blends_cross_entropy_into_girl(tiny_recipe_factory) -> None:
     assert [r["girl"] for r in ramp] == [False, True, True]
     assert ramp[0]["train_loss"] == pytest.approx(switch[0]["train_loss"], rel=1e-6)
     assert ramp[1]["train_loss"] != pytest.approx(switch[1]["train_loss"], rel=1e-6)
+
+
+def test_history_records_how_the_girl_groups_agree_with_people_and_actions(tiny_recipe_factory) -> None:
+    recipe = tiny_recipe_factory(epochs=2, girl_warmup=1, tfam=False)
+    hist = {g: json.loads((train(make_config(dict(recipe, name=f"g-{g}", girl_groups=g)), echo=_quiet)
+                           / "metrics.json").read_text()) for g in ("subject", "input")}
+    assert "groups_nmi_subject" not in hist["subject"][0]            # warm-up epoch: no groups drawn
+    assert hist["subject"][1]["groups_nmi_subject"] == pytest.approx(1.0)   # the true people, by definition
+    assert 0.0 <= hist["input"][1]["groups_nmi_subject"] <= 1.0
+    assert 0.0 <= hist["input"][1]["groups_nmi_action"] <= 1.0

@@ -61,6 +61,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, echo: Callable[[str], None]
             torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout, TFAM perturbation, GIRL v1 k-means
             run.groups = _epoch_groups(run, epoch)
             row = _train_one_epoch(run, epoch)
+            row.update(_group_agreement(run))
             _validate_and_save(run, epoch, row)
         if dist_.main:
             _plot_curves(run.dir, run.history)
@@ -204,6 +205,18 @@ def _epoch_groups(run: Run, epoch: int) -> torch.Tensor | None:
     if cfg.girl_groups != "subject":
         girl.reset_dro()  # redrawn groups: old GroupDRO weights mean nothing
     return groups
+
+
+def _group_agreement(run: Run) -> dict[str, float]:
+    """This epoch's GIRL v2 groups against the true people and the actions (NMI, 0..1), for the
+    history: do the pseudo-groups carry person style (`piumr groups` asks the same before training)?"""
+    if run.groups is None:
+        return {}
+    from piumr_skel.engine.metrics import nmi
+
+    groups = run.groups.cpu().numpy()
+    return {"groups_nmi_subject": nmi(groups, run.data.subjects["train"]),
+            "groups_nmi_action": nmi(groups, run.data.labels["train"])}
 
 
 @torch.no_grad()

@@ -22,42 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from piumr_skel.engine.metrics import nmi, purity
+
 __all__ = ["nmi", "purity", "nearest_neighbour_rates", "fold_agreement", "agreement_table", "agreement_markdown"]
-
-
-def _entropy(counts: np.ndarray) -> float:
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum())
-
-
-def nmi(a: Sequence | np.ndarray, b: Sequence | np.ndarray) -> float:
-    """Normalised mutual information of two labelings, MI / mean(H(a), H(b)), in [0, 1].
-
-    Two constant labelings agree perfectly (1.0); a constant one against a varied one shares nothing (0.0).
-    """
-    a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"nmi: two 1-D labelings of the same length expected, got {a.shape} and {b.shape}")
-    _, ia = np.unique(a, return_inverse=True)
-    _, ib = np.unique(b, return_inverse=True)
-    table = np.zeros((ia.max() + 1, ib.max() + 1))
-    np.add.at(table, (ia, ib), 1.0)
-    ha, hb = _entropy(table.sum(1)), _entropy(table.sum(0))
-    if ha == 0.0 and hb == 0.0:
-        return 1.0
-    if ha == 0.0 or hb == 0.0:
-        return 0.0
-    p = table / table.sum()
-    outer = np.outer(p.sum(1), p.sum(0))
-    nz = p > 0
-    mi = float((p[nz] * np.log(p[nz] / outer[nz])).sum())
-    return float(np.clip(mi / (0.5 * (ha + hb)), 0.0, 1.0))
-
-
-def purity(groups: Sequence | np.ndarray, truth: Sequence | np.ndarray) -> float:
-    """Share of items that belong to their group's most common `truth` value."""
-    frame = pd.DataFrame({"g": np.asarray(groups), "t": np.asarray(truth)})
-    return float(frame.groupby("g")["t"].agg(lambda s: s.value_counts().iloc[0]).sum() / len(frame))
 
 
 def nearest_neighbour_rates(descriptors: np.ndarray, subjects: np.ndarray, labels: np.ndarray) -> dict[str, float]:
