@@ -117,3 +117,14 @@ def test_load_speed_quick_prints_ratio_and_reuses_store(monkeypatch: pytest.Monk
     assert "store generation" in out and "(recorded when generated)" in out, out
     assert "(recorded; --rebuild-cache to time again)" in out, out
     assert second["generation_s"] == first["generation_s"]
+
+
+def test_augment_speed_quick_prints_its_ratio_and_agrees_with_the_loop_reference() -> None:
+    proc = subprocess.run([sys.executable, str(BENCH / "augment_speed.py"), "--quick"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert re.search(rf"ratio person-style loop reference/ours time per clip = {NUMBER}", out), out
+    for row in ("geometric", "person-style", "person-style, loop reference"):
+        assert re.search(rf"{re.escape(row)} +{NUMBER} ms/clip", out), out
+    assert float(re.search(r"loop reference\| = (\S+)", out).group(1)) < 1e-5, out
