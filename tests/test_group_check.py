@@ -37,9 +37,12 @@ def test_nearest_neighbour_finds_the_person_when_style_is_personal() -> None:
     subjects = np.repeat([f"s{i}" for i in range(6)], 10)
     labels = np.tile(np.arange(5), 12)
     personal = rng.normal(size=(6, 4))[np.repeat(np.arange(6), 10)]
-    rates = nearest_neighbour_rates(personal + 0.01 * rng.normal(size=(60, 4)), subjects, labels)
+    noisy = personal + 0.01 * rng.normal(size=(60, 4))
+    rates = nearest_neighbour_rates(noisy, subjects, labels)
     assert rates["nn_same_subject"] == 1.0 and rates["chance_subject"] == pytest.approx(9 / 59)
     assert rates["nn_same_action"] < 0.5 and rates["chance_action"] == pytest.approx(11 / 59)
+    shuffled = rng.permutation(60)                                   # rows in uneven blocks: the same answer
+    assert nearest_neighbour_rates(noisy[shuffled], subjects[shuffled], labels[shuffled], block=7) == rates
     rows = {r["grouping"]: r for r in fold_agreement(personal, subjects, labels, 3)}
     assert rows["whole people"]["purity_subject"] == pytest.approx(0.5)    # 2 people of 10 clips per group
     assert rows["input"]["nmi_subject"] > rows["random"]["nmi_subject"]

@@ -27,7 +27,8 @@ from piumr_skel.engine.metrics import nmi, purity
 __all__ = ["nmi", "purity", "nearest_neighbour_rates", "fold_agreement", "agreement_table", "agreement_markdown"]
 
 
-def nearest_neighbour_rates(descriptors: np.ndarray, subjects: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+def nearest_neighbour_rates(descriptors: np.ndarray, subjects: np.ndarray, labels: np.ndarray, *,
+                            block: int = 2048) -> dict[str, float]:
     """How often each clip's nearest other clip shares its person / its action, and the chance rates.
 
     Chance: the probability that a random other clip shares the person (or the action).
@@ -35,11 +36,14 @@ def nearest_neighbour_rates(descriptors: np.ndarray, subjects: np.ndarray, label
     d = np.asarray(descriptors, dtype=np.float64)
     d = (d - d.mean(0)) / (d.std(0) + 1e-6)
     sq = (d ** 2).sum(1)
-    dist = sq[:, None] + sq[None, :] - 2.0 * d @ d.T
-    np.fill_diagonal(dist, np.inf)
-    nn = dist.argmin(1)
-    subjects, labels = np.asarray(subjects).astype(str), np.asarray(labels)
     n = len(d)
+    nn = np.empty(n, dtype=np.int64)
+    for start in range(0, n, block):  # (block, N) distances at a time: MA-52's ~20k clips fit in memory
+        rows = slice(start, min(start + block, n))
+        dist = sq[rows, None] + sq[None, :] - 2.0 * d[rows] @ d.T
+        dist[np.arange(dist.shape[0]), np.arange(rows.start, rows.stop)] = np.inf   # not itself
+        nn[rows] = dist.argmin(1)
+    subjects, labels = np.asarray(subjects).astype(str), np.asarray(labels)
 
     def chance(values: np.ndarray) -> float:
         _, counts = np.unique(values, return_counts=True)
