@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from cli.train import config_options
+from piumr_skel.engine.atomic import atomic_to_csv, atomic_write_text
 from piumr_skel.engine.config import ConfigError
 from piumr_skel.tools.ablate import DEFAULT_VARIANTS, SYNTH_PRESETS, VARIANTS, AblationError
 
@@ -97,8 +98,8 @@ def groups_cmd(out: Path, config: str | None, **overrides) -> None:
     text = (f"# Do the GIRL pseudo-groups carry person style? ({spec.base.girl_num_groups} groups, "
             f"{spec.base.layout}, {spec.base.folds} folds, training clips)\n\n" + agreement_markdown(per_fold, nn))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "group_agreement.md").write_text(text + "\n")
-    per_fold.merge(nn, on="fold").to_csv(out / "group_agreement.csv", index=False)
+    atomic_write_text(out / "group_agreement.md", text + "\n")
+    atomic_to_csv(per_fold.merge(nn, on="fold"), out / "group_agreement.csv", index=False)
     click.echo("")
     click.echo(text)
     click.echo(f"wrote {out / 'group_agreement.md'}, {out / 'group_agreement.csv'}")

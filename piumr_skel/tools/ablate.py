@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from piumr_skel.engine.atomic import atomic_to_csv, atomic_write_text
 from piumr_skel.engine.config import (
     DATA_PATH_KEYS,
     FIELDS,
@@ -659,7 +660,7 @@ def make_plots(runs: Sequence[AblationRun], out: Path, keys: Sequence[str] = DEF
 
 def _write_table(table: pd.DataFrame, titles: Mapping[str, str], csv_path: Path) -> None:
     table.insert(0, "title", [titles.get(k, k) for k in table.index])
-    table.to_csv(csv_path)
+    atomic_to_csv(table, csv_path)
 
 
 def summarise(spec: AblationSpec, out: str | Path, runs: Sequence[AblationRun] | None = None,
@@ -679,7 +680,7 @@ def summarise(spec: AblationSpec, out: str | Path, runs: Sequence[AblationRun] |
             ignore_index=True)
     titles = {**TITLES, REFERENCE_KEY: REFERENCE_TITLE}
     files: dict[str, Path] = {}
-    per_run.to_csv(out / "ablation_runs.csv", index=False)
+    atomic_to_csv(per_run, out / "ablation_runs.csv", index=False)
     files["runs_csv"] = out / "ablation_runs.csv"
     n_folds, n_seeds = spec.base.folds, len(spec.seeds)
     table = summary_table(per_run, [*spec.variants, REFERENCE_KEY])
@@ -696,7 +697,7 @@ def summarise(spec: AblationSpec, out: str | Path, runs: Sequence[AblationRun] |
     header = (f"# Ablation: {spec.base.backbone}, {spec.base.stream} stream, xsub test subjects, "
               f"mean ± std over {n_folds} folds × {n_seeds} seed(s)\n\n")
     notes = _notes(table, n_folds, n_seeds, spec.base.split_seed) + "\n\n" if len(table) else ""
-    (out / "ablation.md").write_text(header + notes + markdown + "\n")
+    atomic_write_text(out / "ablation.md", header + notes + markdown + "\n")
     files["markdown"] = out / "ablation.md"
     result = AblationResult(out=out, per_run=per_run, table=table, markdown=markdown, files=files, best_on_val=best)
     longer = [k for k in spec.variants if not at_recipe_budget(k)]
@@ -705,7 +706,8 @@ def summarise(spec: AblationSpec, out: str | Path, runs: Sequence[AblationRun] |
         ltable = summary_table(per_run, longer, reference=CHECK)
         if len(ltable):
             epochs = spec.base.epochs * VARIANTS[CHECK].epochs_factor
-            (out / "ablation_2x.md").write_text(
+            atomic_write_text(
+                out / "ablation_2x.md",
                 f"# The same rows at twice the epochs ({epochs}), paired with ERM at that budget\n\n"
                 f"Δ and p here are against {TITLES[CHECK]}, per (fold, seed).\n\n"
                 + markdown_table(ltable, titles, reference=CHECK) + "\n")
@@ -720,7 +722,8 @@ def summarise(spec: AblationSpec, out: str | Path, runs: Sequence[AblationRun] |
             result.grouping_markdown = (markdown_table(gtable, gtitles) + "\n\n"
                                         + _best_line(gtable, gtitles))
             _write_table(gtable, gtitles, out / "grouping.csv")
-            (out / "grouping.md").write_text(
+            atomic_write_text(
+                out / "grouping.md",
                 f"# GIRL grouping study: do the pseudo-groups carry person style?\n\n"
                 f"The full model (TFAM + GIRL v2) with each grouping, mean ± std over {n_folds} folds × "
                 f"{n_seeds} seed(s). Pseudo-groups that carry person style should score near the true-subject "

@@ -31,6 +31,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from piumr_skel.engine.atomic import atomic_write_text
+
 IMPORTED_KIND = "imported"
 KEYPOINT_PART = "keypoints"
 LABELS_FILE = "labels.csv"
@@ -238,11 +240,11 @@ def _write_side_files(store_path: Path, labels: list[dict[str, Any]],
     json_path = store_path / SPLITS_JSON
     merged = dict(read_splits_json(json_path)) if json_path.is_file() else {}
     merged.update({k: list(v) for k, v in splits.items()})
-    _atomic_write_text(json_path, json.dumps(merged, indent=1))
+    atomic_write_text(json_path, json.dumps(merged, indent=1))
     written = []
     for fname, group in protocol_split_files(merged).items():
         lines = "".join(f"{c},{name}\n" for name, members in group.items() for c in members)
-        _atomic_write_text(store_path / fname, "clip_id,split\n" + lines)
+        atomic_write_text(store_path / fname, "clip_id,split\n" + lines)
         written.append(store_path / fname)
     return labels_path, json_path, written
 
@@ -256,12 +258,6 @@ def read_splits_json(path: Path) -> dict[str, list[str]]:
     if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
         raise ImportFormatError(f"{path}: expected {{split name: [clip_id, ...]}}")
     return {str(k): [str(c) for c in v] for k, v in data.items()}
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _check_unique(ids: Sequence[str], source: Path) -> None:
