@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 INNER_LAYERS: dict[str, tuple[tuple[str, ...], ...]] = {
     "engine": (
-        ("metrics", "plots"),                                    # scores and figures
+        ("atomic", "metrics", "plots"),                          # all-or-nothing writes, scores, figures
         ("config", "data_setup", "losses", "runguard"),          # a run's description
         ("build", "checkpoint", "runtime"),                      # building and running a model
         ("evaluate",),
