@@ -57,3 +57,17 @@ def test_csv(tmp_path):
     frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
     atomic_to_csv(frame, tmp_path / "t.csv", index=False)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "t.csv"), frame)
+
+
+def test_atomic_path_keeps_the_old_file_when_the_block_fails(tmp_path):
+    path = tmp_path / "last.pt"
+    path.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic.atomic_path(path) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("disk full")
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["last.pt"]
+    with atomic.atomic_path(path) as tmp:
+        tmp.write_bytes(b"new")
+    assert path.read_bytes() == b"new" and os.listdir(tmp_path) == ["last.pt"]

@@ -9,23 +9,32 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 def _tmp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
 
 
-def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
-    """Path.write_text, but all or nothing."""
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path to write `path`'s new content to; renamed over `path` when the block ends
+    without an error, removed otherwise."""
     path = Path(path)
     tmp = _tmp_path(path)
     try:
-        tmp.write_text(text, encoding=encoding)
+        yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
+    """Path.write_text, but all or nothing."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding=encoding)
 
 
 def atomic_to_csv(frame: Any, path: str | Path, **kwargs: Any) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from piumr_skel.engine.atomic import atomic_path
+
 
 @dataclass
 class Dist:
@@ -95,10 +97,8 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
 
 def atomic_save(obj: Any, path: Path) -> None:
     """torch.save to a temp file then rename, so a kill never leaves a half-written checkpoint."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -31,7 +31,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from piumr_skel.engine.atomic import atomic_write_text
+from piumr_skel.engine.atomic import atomic_path, atomic_write_text
 
 IMPORTED_KIND = "imported"
 KEYPOINT_PART = "keypoints"
@@ -176,13 +176,11 @@ def _merge_write_csv(path: Path, header: Sequence[str], rows: list[dict[str, Any
     e.g. MMN train then val, keeps one labels file)."""
     new_keys = {tuple(str(r[k]) for k in key) for r in rows}
     old = [r for r in _read_csv_rows(path) if tuple(r[k] for k in key) not in new_keys]
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", newline="") as fh:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:  # never a half-written labels file
         writer = csv.DictWriter(fh, fieldnames=list(header))
         writer.writeheader()
         for r in old + rows:
             writer.writerow({k: r[k] for k in header})
-    tmp.replace(path)  # never leave a half-written labels file behind
 
 
 def _write_store(store_path: Path, layout_name: str, num_joints: int,
@@ -497,11 +495,9 @@ def export_pyskl(store: str | Path, out: str | Path, *, labels: str | Path | Non
             ann["label"] = int(label_of[row.clip_id])
         anns.append(ann)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    with tmp.open("wb") as fh:
+    with atomic_path(out) as tmp, tmp.open("wb") as fh:
         pickle.dump({"split": splits, "annotations": anns} if splits else anns, fh,
                     protocol=pickle.HIGHEST_PROTOCOL)
-    tmp.replace(out)
     return out
 
 

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from piumr_skel.engine.atomic import atomic_write_text
 from piumr_skel.engine.config import TrainConfig
 
 REFERENCE_KEY = "reference-lr"
@@ -113,7 +114,7 @@ def run_reference(base: TrainConfig, folder: str | Path, *, echo: Callable[[str]
         saved = _saved(folder, cfg)
         if saved is None:
             saved = {"recipe": _recipe(cfg), **fit_fold(cfg)}
-            _fold_path(folder, cfg.fold).write_text(json.dumps(saved, indent=1))
+            atomic_write_text(_fold_path(folder, cfg.fold), json.dumps(saved, indent=1))  # OUT may be shared
             echo(f"{REFERENCE_TITLE}, fold {cfg.fold}: test ({saved['clips']} clips) Action Top-1 "
                  f"{saved['metrics']['action_top1']:.2f}")
         results.append(saved)
