@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -71,3 +72,37 @@ def test_atomic_path_keeps_the_old_file_when_the_block_fails(tmp_path):
     with atomic.atomic_path(path) as tmp:
         tmp.write_bytes(b"new")
     assert path.read_bytes() == b"new" and os.listdir(tmp_path) == ["last.pt"]
+
+
+def test_figures_and_codabench_files_are_written_whole(tmp_path, monkeypatch):
+    """The run-folder writers go through atomic_path: the file has its format (not the temporary
+    name's), a failed draw keeps the old figure, and no temporary is left behind."""
+    import zipfile
+
+    import numpy as np
+
+    from piumr_skel.engine.metrics import write_codabench
+    from piumr_skel.engine.plots import plot_training_curves
+
+    png = tmp_path / "curves.png"
+    history = pd.DataFrame({"epoch": [1, 2], "train_loss": [2.0, 1.5], "val_action_top1": [10.0, 20.0]})
+    plot_training_curves(history, png)
+    first = png.read_bytes()
+    assert first[:8] == b"\x89PNG\r\n\x1a\n"
+    from matplotlib.figure import Figure
+
+    def half_then_fail(self, fname, **kwargs):
+        Path(fname).write_bytes(b"\x89PNG half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        plot_training_curves(history, png)                 # killed mid-draw: the old figure stays
+    assert png.read_bytes() == first
+    monkeypatch.undo()
+    scores = np.random.default_rng(0).random((3, 52))
+    write_codabench(tmp_path / "prediction.csv", ["a.mp4", "b.mp4", "c.mp4"], scores,
+                    zip_path=tmp_path / "submission.zip")
+    assert len(pd.read_csv(tmp_path / "prediction.csv")) == 3
+    assert zipfile.ZipFile(tmp_path / "submission.zip").namelist() == ["prediction.csv"]
+    assert sorted(os.listdir(tmp_path)) == ["curves.png", "prediction.csv", "submission.zip"]

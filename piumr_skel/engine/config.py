@@ -16,6 +16,7 @@ from pydantic import ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass
 
 from piumr_skel.data.transforms import STREAMS  # numpy only
+from piumr_skel.engine.atomic import atomic_write_text
 from piumr_skel.method.groupings import GROUPINGS_BY_VERSION, Grouping  # no torch
 from piumr_skel.skeleton.graph import GraphMode  # numpy only
 
@@ -297,4 +298,4 @@ def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

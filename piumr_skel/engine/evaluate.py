@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from piumr_skel.engine import runtime
+from piumr_skel.engine.atomic import atomic_path, atomic_to_csv, atomic_write_text
 from piumr_skel.engine.build import build_model
 from piumr_skel.engine.checkpoint import check_layout, read_checkpoint, resolve_checkpoint
 from piumr_skel.engine.config import TrainConfig, make_config, saved_config
@@ -89,16 +90,18 @@ def evaluate_run(run_or_ckpt: str | Path, *, split: str = "val", device: str = "
     pred = scores.argmax(1)
     per_clip = pd.DataFrame({"clip_id": clip_ids, "subject": subjects, "label": gt, "pred": pred,
                              "correct": pred == gt})
-    per_clip.to_csv(out / f"predictions_{split}.csv", index=False)
-    np.save(out / f"scores_{split}.npy", scores)
+    # All or nothing: `piumr eval` on a run folder that another process is scoring leaves whole files.
+    atomic_to_csv(per_clip, out / f"predictions_{split}.csv", index=False)
+    with atomic_path(out / f"scores_{split}.npy") as tmp, tmp.open("wb") as fh:
+        np.save(fh, scores)
     per_subject = per_clip.groupby("subject")["correct"].agg(["mean", "size"]).rename(
         columns={"mean": "accuracy", "size": "clips"}).sort_values("accuracy")
-    per_subject.to_csv(out / f"per_subject_{split}.csv")
+    atomic_to_csv(per_subject, out / f"per_subject_{split}.csv")
     result = {"checkpoint": str(ckpt_path), "epoch": ckpt["epoch"], "split": split, "clips": int(len(gt)),
               "metrics": {k: float(v) for k, v in metrics.items()}}
-    (out / f"eval_{split}.json").write_text(json.dumps(result, indent=1))
+    atomic_write_text(out / f"eval_{split}.json", json.dumps(result, indent=1))
     table = format_metrics_table({cfg.recipe_name(): result["metrics"]})
-    (out / f"eval_{split}.md").write_text(table + "\n")
+    atomic_write_text(out / f"eval_{split}.md", table + "\n")
     try:
         plot_confusion_matrix(gt, pred, ckpt["class_names"], out / f"confusion_{split}.png")
     except Exception as err:  # a plot is never worth losing the metrics for
@@ -153,7 +156,7 @@ def predict_run(run_or_ckpt: str | Path, *, out: str | Path, store: str | None =
     out.mkdir(parents=True, exist_ok=True)
     (out / MISSING_FILE).unlink(missing_ok=True)  # never leave an earlier run's list behind
     if missing:
-        (out / MISSING_FILE).write_text("".join(f"{c}\n" for c in missing))
+        atomic_write_text(out / MISSING_FILE, "".join(f"{c}\n" for c in missing))
         echo(f"warning: {len(missing)} of {len(wanted)} test clips are not in {where}; their rows "
              f"have uniform scores (listed in {out / MISSING_FILE})")
     return write_codabench(out / "prediction.csv", vids, scores, body_from=body_from,

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from piumr_skel.data.labels import BODY_CLASSES, NUM_ACTIONS, body_of_action
+from piumr_skel.engine.atomic import atomic_path
 
 METRIC_ORDER = ("action_top1", "action_top5", "body_top1", "f1_macro_action", "f1_micro_action",
                 "f1_macro_body", "f1_micro_body", "f1_mean",
@@ -215,7 +216,7 @@ def write_codabench(path: str | Path, vids: Sequence[str], scores: np.ndarray, *
         np.argsort(-body_scores(scores), axis=1, kind="stable")[:, :5]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["vid"] + [f"action_pred_{i}" for i in range(1, 6)] + [f"body_pred_{i}" for i in range(1, 6)])
         for vid, a, b in zip(vids, top_action, top_body):
@@ -223,7 +224,7 @@ def write_codabench(path: str | Path, vids: Sequence[str], scores: np.ndarray, *
     if zip_path is None:
         return path
     zip_path = Path(zip_path)
-    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with atomic_path(zip_path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.write(path, arcname="prediction.csv")   # Codabench expects the CSV at the zip's root
     return zip_path
 

@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from piumr_skel.data.labels import BODY_CLASSES, BODY_STARTS, NUM_ACTIONS, body_of_action  # noqa: E402
+from piumr_skel.engine.atomic import atomic_path  # noqa: E402
 from piumr_skel.engine.metrics import METRIC_TITLES, confusion_matrix  # noqa: E402
 
 History: TypeAlias = pd.DataFrame | Sequence[Mapping[str, float]]
@@ -33,7 +34,8 @@ def _frame(history: History, what: str) -> pd.DataFrame:
 def _save(fig: plt.Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    with atomic_path(path) as tmp:   # a figure redrawn while someone opens it is the old one or the new one
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from piumr_skel.engine import runtime
+from piumr_skel.engine.atomic import atomic_to_csv, atomic_write_text
 from piumr_skel.engine.build import build_loss, build_model
 from piumr_skel.engine.checkpoint import make_checkpoint, read_checkpoint
 from piumr_skel.engine.config import TrainConfig, save_config, with_absolute_paths
@@ -374,8 +375,9 @@ def _setup_logging(run_dir: Path, main: bool) -> None:
 
 
 def _write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
-    pd.DataFrame(history).to_csv(run_dir / "metrics.csv", index=False)
-    (run_dir / "metrics.json").write_text(json.dumps(history, indent=1))
+    """metrics.csv and metrics.json, each all or nothing: a kill mid-write keeps its last whole version."""
+    atomic_to_csv(pd.DataFrame(history), run_dir / "metrics.csv", index=False)
+    atomic_write_text(run_dir / "metrics.json", json.dumps(history, indent=1))
 
 
 def _plot_curves(run_dir: Path, history: list[dict[str, Any]]) -> None:

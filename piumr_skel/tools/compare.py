@@ -15,6 +15,7 @@ import pandas as pd
 from scipy import stats
 
 from piumr_skel.data.labels import BODY_CLASSES, NUM_ACTIONS, body_of_action
+from piumr_skel.engine.atomic import atomic_to_csv, atomic_write_text
 from piumr_skel.engine.checkpoint import CheckpointError, find_checkpoint, read_checkpoint
 from piumr_skel.engine.config import ConfigError, TrainConfig, load_saved_config, saved_config
 from piumr_skel.engine.metrics import (
@@ -483,14 +484,14 @@ def compare_runs(runs: Sequence[str | Path], out_dir: str | Path, *, split: str 
     sig_df = pd.DataFrame(sig_rows, columns=["a", "b", "clips", "acc_a", "acc_b", "only_a_correct",
                                              "only_b_correct", "test", "statistic", "p_value"])
 
-    metrics_df.to_csv(out / "metrics.csv")
-    body_df.to_csv(out / "per_body.csv")
-    per_class_df.to_csv(out / "per_class.csv", index=False)
-    sig_df.to_csv(out / "significance.csv", index=False)
+    atomic_to_csv(metrics_df, out / "metrics.csv")
+    atomic_to_csv(body_df, out / "per_body.csv")
+    atomic_to_csv(per_class_df, out / "per_class.csv", index=False)
+    atomic_to_csv(sig_df, out / "significance.csv", index=False)
     report = out / "report.md"
-    report.write_text(_render(loaded, split, al, metrics_df, body_df, sig_df, figures, fusion_name,
-                              bool(published), exact_below), encoding="utf-8")
-    (out / "compare.json").write_text(json.dumps({
+    atomic_write_text(report, _render(loaded, split, al, metrics_df, body_df, sig_df, figures, fusion_name,
+                                      bool(published), exact_below))
+    atomic_write_text(out / "compare.json", json.dumps({
         "split": split, "shared_clips": n_clips, "runs": {r.name: str(r.path) for r in loaded},
         "fusion": fused_members, "published_rows": bool(published),
         "metrics": json.loads(metrics_df.to_json(orient="index")),

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypedDict
 
+from piumr_skel.engine.atomic import atomic_write_text
 from piumr_skel.engine.config import make_config
 
 
@@ -110,5 +111,5 @@ def run_demo(out: Path, *, epochs: int | None = None, device: str = "auto", seed
     echo(f"done in {time.perf_counter() - t0:.0f} s. These numbers come from SYNTHETIC data; "
          f"they say the pipeline works, not how well it does on MA-52.")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "demo_result.json").write_text(json.dumps(result, indent=1))
+    atomic_write_text(out / "demo_result.json", json.dumps(result, indent=1))
     return result

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Callable, Sequence
 
+from piumr_skel.engine.atomic import atomic_write_text
 from piumr_skel.engine.metrics import format_metrics_table, score_split
 from piumr_skel.tools.compare import CompareError, align_runs, check_compatible, load_run, weighted_fusion
 
@@ -39,9 +40,9 @@ def ensemble_runs(runs: Sequence[str | Path], *, split: str = "test", weights: S
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / f"ensemble_{split}.json").write_text(json.dumps(
+        atomic_write_text(out / f"ensemble_{split}.json", json.dumps(
             {"runs": [str(r) for r in runs], "weights": list(weights), "clips": int(len(al.labels)),
              "metrics": rows}, indent=1))
-        (out / f"ensemble_{split}.md").write_text(table + "\n")
+        atomic_write_text(out / f"ensemble_{split}.md", table + "\n")
         echo(f"saved to {out}/ensemble_{split}.json")
     return rows
