@@ -29,10 +29,13 @@ from piumr_skel.tools.ablate import DEFAULT_VARIANTS, SYNTH_PRESETS, VARIANTS, A
               help="also run the full model with each GIRL v2 grouping (input, features, subject, random), "
                    "reported as its own table")
 @click.option("-v", "--verbose", is_flag=True, help="show every epoch of every run (always in its train.log)")
+@click.option("--summary-only", is_flag=True,
+              help="train nothing: write the tables and figures from the runs finished so far "
+                   "(safe while other processes train into OUT)")
 @config_options
 def ablate_cmd(out: Path, config: str | None, seeds: str | None, synthetic: str | None,
                synthetic_seed: int | None, variants: str | None, grouping_study: bool | None, verbose: bool,
-               **overrides) -> None:
+               summary_only: bool, **overrides) -> None:
     """Ablate TFAM and GIRL: --variants × --folds subject-disjoint folds × --seeds seeds.
 
     Runs go to OUT/runs/<variant>_f<fold>_s<seed> and are scored on each fold's held-out test
@@ -49,7 +52,7 @@ def ablate_cmd(out: Path, config: str | None, seeds: str | None, synthetic: str 
     except (AblationError, ConfigError) as err:
         raise click.UsageError(str(err)) from None
     try:
-        result = run_ablation(spec, out, echo=click.echo, verbose=verbose)
+        result = run_ablation(spec, out, echo=click.echo, verbose=verbose, summary_only=summary_only)
     except (AblationError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
     click.echo("")

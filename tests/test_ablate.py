@@ -316,6 +316,25 @@ def test_driver_records_failures_and_goes_on(tmp_path: Path, monkeypatch: pytest
 
 
 
+def test_summary_only_trains_nothing_and_names_the_unfinished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    _stand_ins(monkeypatch, {"erm": 40.0, "tfam": 45.0, "girl": 42.0, "full": 50.0}, calls, fail="girl_f1_s0")
+    spec = make_spec(tmp_path, overrides={**TINY_TRAIN, "store": str(tmp_path / "s"),
+                                          "labels": str(tmp_path / "l.txt")}, seeds=1, echo=lambda s: None)
+    with pytest.raises(AblationError, match="none of the 8 runs .* has finished"):
+        ablate.run_ablation(spec, tmp_path, echo=lambda s: None, summary_only=True)
+    assert calls == [] and not (tmp_path / "ablation.csv").exists()
+    ablate.run_ablation(spec, tmp_path, echo=lambda s: None)
+    (tmp_path / "ablation.csv").unlink()
+    calls.clear()
+    lines: list[str] = []
+    result = ablate.run_ablation(spec, tmp_path, echo=lines.append, summary_only=True)
+    assert calls == [] and not result.trained and len(result.skipped) == 7
+    assert any("7 of 8 runs finished; not finished (left out): girl_f1_s0" in line for line in lines)
+    table = pd.read_csv(tmp_path / "ablation.csv", index_col="key")
+    assert table.loc["girl", "runs"] == 1 and table.loc["full", "delta_action_top1_mean"] == pytest.approx(10.0)
+
+
 def test_twice_the_epochs_rows_get_their_own_paired_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     _stand_ins(monkeypatch, {"erm": 40.0, "full": 36.0, "erm-2x": 50.0, "full-2x": 53.0}, calls)

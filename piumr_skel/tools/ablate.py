@@ -736,14 +736,34 @@ def summarise(spec: AblationSpec, out: str | Path, runs: Sequence[AblationRun] |
 
 
 # ----------------------------------------------------------------------------- driver
+def _summarise_finished(spec: AblationSpec, out: Path, say: Callable[[str], None]) -> AblationResult:
+    """run_ablation(summary_only=True): the tables of the finished runs; nothing is trained."""
+    runs = plan_runs(spec)
+    for run in runs:
+        check_same_recipe(run)   # a summary of runs of another recipe would mislead as much as training them
+    finished = [r for r in runs if r.result() is not None]
+    if not finished:
+        raise AblationError(f"none of the {len(runs)} runs of this ablation has finished in {out / 'runs'}: "
+                            "nothing to summarise (check -o, --config and --variants)")
+    missing = [r.name for r in runs if r.result() is None]
+    more = f", ... (+{len(missing) - 8})" if len(missing) > 8 else ""
+    say(f"ablation summary: {len(finished)} of {len(runs)} runs finished"
+        + (f"; not finished (left out): {', '.join(missing[:8])}{more}" if missing else ""))
+    result = summarise(spec, out, finished, warn=say)
+    result.skipped = [r.name for r in finished]
+    return result
+
+
 def run_ablation(spec: AblationSpec, out: str | Path, *, echo: Callable[[str], None] = print,
-                 verbose: bool = False) -> AblationResult:
+                 verbose: bool = False, summary_only: bool = False) -> AblationResult:
     """Train and test every missing run of the ablation in turn, then the logistic-regression
     reference (layouts with a right hand), then write the tables and figures.
 
     A run that fails (divergence, bad data, ...) is recorded and the others go on; the failures are
     in the result and in OUT/ablate.log. `verbose` also shows the per-epoch lines of each run
-    (they are always in the run's train.log).
+    (they are always in the run's train.log). `summary_only` trains and computes nothing: the
+    tables and figures come from the runs (and the reference) finished so far, e.g. while other
+    processes are still training into OUT; the unfinished runs are named, not counted.
     """
     from piumr_skel.engine.evaluate import evaluate_run
     from piumr_skel.engine.train import train
@@ -758,6 +778,8 @@ def run_ablation(spec: AblationSpec, out: str | Path, *, echo: Callable[[str], N
         with log_path.open("a") as fh:
             fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
 
+    if summary_only:
+        return _summarise_finished(spec, out, say)
     if spec.synthetic is not None:
         prepare_synthetic(out, spec.synthetic["preset"], seed=spec.synthetic["seed"],
                           overrides=spec.synthetic["overrides"], echo=say)
