@@ -11,6 +11,9 @@
 # From the repository root, through the device tool (`.whl`: wheels the device image lacks, see
 # benchmarks/README.md, "gpu_session.sh"):
 #   run(command="bash benchmarks/gpu_session.sh", carry=[".whl"], timeout_s=590)
+# The real dev benchmark instead (its imported store travels; the model is tiny, so more processes):
+#   run(command="CONFIG=configs/ablate_signs_dev.yaml SEEDS=0,1 PROCS=8 VARIANTS=erm,aug,tfam,girl,full,erm-2x
+#       EXTRA='--epochs 240 --girl-warmup 80 --girl-ramp 48' bash benchmarks/gpu_session.sh", carry=[".whl", "artifacts/keypoints/signs_dev"])
 # A dry run of the plumbing on this CPU machine (tiny sizes, ~3 minutes):
 #   DEVICE=cpu BUDGET_S=150 OUT=/tmp/gpu_dry bash benchmarks/gpu_session.sh
 # Everything comes back in $OUT (8 files at most: the device tool's limit).
@@ -20,6 +23,9 @@ DEVICE=${DEVICE:-cuda}
 BUDGET_S=${BUDGET_S:-450}          # seconds from the start after which training stops
 PROCS=${PROCS:-4}                  # ablate processes on the one GPU (the model is small)
 VARIANTS=${VARIANTS:-erm,tfam,girl,full,erm-2x}
+CONFIG=${CONFIG:-configs/ablate_synth.yaml}   # or configs/ablate_signs_dev.yaml: carry artifacts/keypoints/signs_dev
+SEEDS=${SEEDS:-0,1,2}                         # a count (3) or a comma list (0,1 / 0,)
+EXTRA=${EXTRA:-}                              # more ablate options for every run, e.g. "--epochs 240"
 ABL=${ABL:-/tmp/piumr_gpu_ablation}
 START=$(date +%s)
 mkdir -p "$OUT" "$ABL"
@@ -53,13 +59,15 @@ log "train_speed exit $? ($(grep -c . "$OUT/train_speed.txt") lines)"
 ablate() {   # one ablate process, stopped at the deadline
     local left=$(( START + BUDGET_S - $(date +%s) ))
     [ "$left" -gt 10 ] || return 0
-    timeout --signal=TERM "$left" $PY -m cli.main ablate --config configs/ablate_synth.yaml -o "$ABL" \
-        --device "$DEVICE" --variants "$VARIANTS" --seeds 0,1,2 "${TRAIN_ARGS[@]}" "$@"
+    timeout --signal=TERM "$left" $PY -m cli.main ablate --config "$CONFIG" -o "$ABL" \
+        --device "$DEVICE" --variants "$VARIANTS" --seeds "$SEEDS" "${TRAIN_ARGS[@]}" $EXTRA "$@"
 }
 log "2/2 ablation ($VARIANTS, $PROCS processes) into $ABL, deadline ${BUDGET_S}s"
 ablate > "$ABL/proc1.out" 2>&1 &
+FIRST=$!
 for _ in $(seq 120); do   # the first process generates the synthetic store; the others start once it is there
     grep -q "ablation: " "$ABL/ablate.log" 2>/dev/null && break
+    kill -0 "$FIRST" 2> /dev/null || { log "the first ablate process ended early: $(tail -n 1 "$ABL/proc1.out")"; break; }
     sleep 2
 done
 for i in $(seq 2 "$PROCS"); do
@@ -68,8 +76,8 @@ for i in $(seq 2 "$PROCS"); do
 done
 wait
 log "training stopped; summarising what finished"
-$PY -m cli.main ablate --config configs/ablate_synth.yaml -o "$ABL" --device "$DEVICE" --variants "$VARIANTS" \
-    --seeds 0,1,2 "${TRAIN_ARGS[@]}" --summary-only > "$OUT/summary.txt" 2>&1
+$PY -m cli.main ablate --config "$CONFIG" -o "$ABL" --device "$DEVICE" --variants "$VARIANTS" \
+    --seeds "$SEEDS" "${TRAIN_ARGS[@]}" $EXTRA --summary-only > "$OUT/summary.txt" 2>&1
 log "summary exit $?"
 for f in ablation.md ablation_2x.md ablate.log; do
     [ -f "$ABL/$f" ] && cp "$ABL/$f" "$OUT/"
