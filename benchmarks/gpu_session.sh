@@ -56,11 +56,13 @@ log "1/2 train_speed ${SPEED_ARGS[*]}"
 timeout 150 $PY benchmarks/train_speed.py "${SPEED_ARGS[@]}" > "$OUT/train_speed.txt" 2>&1
 log "train_speed exit $? ($(grep -c . "$OUT/train_speed.txt") lines)"
 
+# the one ablation, for the training processes and the summary alike
+ABLATE=(-m cli.main ablate --config "$CONFIG" -o "$ABL" --device "$DEVICE" --variants "$VARIANTS"
+        --seeds "$SEEDS" "${TRAIN_ARGS[@]}" $EXTRA)
 ablate() {   # one ablate process, stopped at the deadline
     local left=$(( START + BUDGET_S - $(date +%s) ))
     [ "$left" -gt 10 ] || return 0
-    timeout --signal=TERM "$left" $PY -m cli.main ablate --config "$CONFIG" -o "$ABL" \
-        --device "$DEVICE" --variants "$VARIANTS" --seeds "$SEEDS" "${TRAIN_ARGS[@]}" $EXTRA "$@"
+    timeout --signal=TERM "$left" $PY "${ABLATE[@]}"
 }
 log "2/2 ablation ($VARIANTS, $PROCS processes) into $ABL, deadline ${BUDGET_S}s"
 ablate > "$ABL/proc1.out" 2>&1 &
@@ -76,8 +78,7 @@ for i in $(seq 2 "$PROCS"); do
 done
 wait
 log "training stopped; summarising what finished"
-$PY -m cli.main ablate --config "$CONFIG" -o "$ABL" --device "$DEVICE" --variants "$VARIANTS" \
-    --seeds "$SEEDS" "${TRAIN_ARGS[@]}" $EXTRA --summary-only > "$OUT/summary.txt" 2>&1
+$PY "${ABLATE[@]}" --summary-only > "$OUT/summary.txt" 2>&1
 log "summary exit $?"
 for f in ablation.md ablation_2x.md ablate.log; do
     [ -f "$ABL/$f" ] && cp "$ABL/$f" "$OUT/"

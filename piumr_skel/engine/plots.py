@@ -34,9 +34,11 @@ def _frame(history: History, what: str) -> pd.DataFrame:
 def _save(fig: plt.Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:   # a figure redrawn while someone opens it is the old one or the new one
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:   # a figure redrawn while someone opens it is the old one or the new one
+            fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(fig)                   # a failed draw does not leak the figure either
     return path
 
 

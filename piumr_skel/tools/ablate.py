@@ -741,11 +741,12 @@ def _summarise_finished(spec: AblationSpec, out: Path, say: Callable[[str], None
     runs = plan_runs(spec)
     for run in runs:
         check_same_recipe(run)   # a summary of runs of another recipe would mislead as much as training them
-    finished = [r for r in runs if r.result() is not None]
+    done = {r.name: r.result() is not None for r in runs}   # one read of each run's result file
+    finished = [r for r in runs if done[r.name]]
     if not finished:
         raise AblationError(f"none of the {len(runs)} runs of this ablation has finished in {out / 'runs'}: "
                             "nothing to summarise (check -o, --config and --variants)")
-    missing = [r.name for r in runs if r.result() is None]
+    missing = [r.name for r in runs if not done[r.name]]
     more = f", ... (+{len(missing) - 8})" if len(missing) > 8 else ""
     say(f"ablation summary: {len(finished)} of {len(runs)} runs finished"
         + (f"; not finished (left out): {', '.join(missing[:8])}{more}" if missing else ""))
