@@ -316,6 +316,17 @@ def test_driver_records_failures_and_goes_on(tmp_path: Path, monkeypatch: pytest
 
 
 
+def test_a_recipe_the_backbone_refuses_stops_before_any_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--num-blocks 2 passes the config's checks but not ST-GCN's: one error naming the row, nothing trained."""
+    calls: list[str] = []
+    _stand_ins(monkeypatch, {"erm": 40.0, "tfam": 45.0, "girl": 42.0, "full": 50.0}, calls)
+    spec = make_spec(tmp_path, overrides={**TINY_TRAIN, "num_blocks": 2, "store": str(tmp_path / "s"),
+                                          "labels": str(tmp_path / "l.txt")}, seeds=1, echo=lambda s: None)
+    with pytest.raises(AblationError, match=r"row 'erm' cannot be built with this recipe: num_blocks must be >= 3"):
+        ablate.run_ablation(spec, tmp_path, echo=lambda s: None)
+    assert calls == [] and not (tmp_path / "runs").exists()
+
+
 def test_summary_only_trains_nothing_and_names_the_unfinished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     _stand_ins(monkeypatch, {"erm": 40.0, "tfam": 45.0, "girl": 42.0, "full": 50.0}, calls, fail="girl_f1_s0")

@@ -414,6 +414,28 @@ class AblationResult:
     failures: dict[str, str] = field(default_factory=dict)
 
 
+def check_buildable(runs: Sequence[AblationRun]) -> None:
+    """Build each row's model and loss once, untrained, before any run starts.
+
+    A recipe value the backbone, TFAM or GIRL refuses (e.g. --num-blocks 2) is then one error
+    naming the row and the problem, not the same failure once per run after the others trained.
+    """
+    from piumr_skel.engine.build import build_loss, build_model
+    from piumr_skel.skeleton.layouts import get_layout
+
+    seen: set[str] = set()
+    for run in runs:
+        if run.key in seen:
+            continue
+        seen.add(run.key)
+        try:
+            layout = get_layout(run.cfg.layout) if run.cfg.modality == "skeleton" else None
+            build_model(run.cfg, num_classes=2, layout=layout)
+            build_loss(run.cfg, num_groups=max(2, run.cfg.girl_num_groups))
+        except (ValueError, KeyError, TypeError) as err:
+            raise AblationError(f"row {run.key!r} cannot be built with this recipe: {err}") from None
+
+
 def best_val_top1(run_dir: Path) -> float:
     """Validation Action Top-1 of the run's best epoch (the one best.pt holds), from its metrics.json; NaN if none."""
     try:
@@ -796,6 +818,7 @@ def run_ablation(spec: AblationSpec, out: str | Path, *, echo: Callable[[str], N
     runs = plan_runs(spec)
     for run in runs:
         check_same_recipe(run)  # before training anything: a mixed-up OUT folder stops at once
+    check_buildable(runs)
     trained, skipped, failures = [], [], {}
     say(f"ablation: {len(runs)} runs ({len({r.key for r in runs})} variants × {spec.base.folds} folds × "
         f"{len(spec.seeds)} seed(s), folds from split_seed {spec.base.split_seed}) into {out / 'runs'}")
