@@ -236,6 +236,18 @@ def test_seed_independent_row_pairs_per_fold_with_erm_mean() -> None:
     assert np.isnan(table.loc["reference-lr", "val_action_top1_mean"])
 
 
+def test_seed_noise_is_the_pooled_within_fold_spread_of_erm() -> None:
+    rows = [("erm", 0, 0, 40.0), ("erm", 0, 1, 44.0), ("erm", 1, 0, 50.0), ("erm", 1, 1, 54.0),
+            ("full", 0, 0, 90.0), ("full", 0, 1, 10.0)]        # other rows do not count
+    frame = pd.DataFrame(rows, columns=["key", "fold", "seed", "action_top1"])
+    sigma, folds, runs = ablate.seed_noise(frame)
+    assert sigma == pytest.approx(np.sqrt(8.0)) and (folds, runs) == (2, 4)
+    line = ablate._noise_line(frame, {"erm": "ERM"})
+    assert "σ = 2.83" in line and "with 4 pairs" in line and f"= {2.8 * 4.0 / 2:.2f} points" in line
+    one_seed = frame[frame["seed"] == 0]
+    assert ablate.seed_noise(one_seed) is None and ablate._noise_line(one_seed, {}) == ""
+
+
 def test_prepare_synthetic_reuses_and_refuses_other_settings(tmp_path: Path) -> None:
     small = {k: tuple(v) if isinstance(v, list) else v for k, v in TINY_SYNTH.items() if k != "preset"}
     res = ablate.prepare_synthetic(tmp_path, "demo", overrides=small, echo=lambda s: None)

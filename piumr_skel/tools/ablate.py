@@ -555,6 +555,39 @@ def markdown_table(table: pd.DataFrame, titles: Mapping[str, str], reference: st
     return format_metrics_table(shown, digits=digits, columns=columns + ["paired test", "runs"])
 
 
+def seed_noise(per_run: pd.DataFrame, reference: str = REFERENCE,
+               metric: str = "action_top1") -> tuple[float, int, int] | None:
+    """(sigma, folds, runs): the pooled within-fold std (ddof 1) of the reference row's metric across
+    seeds, i.e. how much one run moves with the seed alone, over the folds that have >= 2 seeds and
+    the reference runs there. None when no fold has two seeds."""
+    rows = per_run[(per_run["key"] == reference) & per_run["seed"].notna()]
+    variances, runs = [], 0
+    for _, fold in rows.groupby("fold"):
+        vals = fold[metric].to_numpy(dtype=np.float64)
+        vals = vals[np.isfinite(vals)]
+        if vals.size >= 2:
+            variances.append(float(vals.var(ddof=1)))
+            runs += int(vals.size)
+    if not variances:
+        return None
+    return float(np.sqrt(np.mean(variances))), len(variances), runs
+
+
+def _noise_line(per_run: pd.DataFrame, titles: Mapping[str, str]) -> str:
+    """The seed-noise floor of the table, in words (empty without two seeds on a fold)."""
+    noise = seed_noise(per_run)
+    if noise is None:
+        return ""
+    sigma, folds, runs = noise
+    pairs = int(((per_run["key"] == REFERENCE) & per_run["seed"].notna()).sum())
+    floor = 2.8 * sigma * np.sqrt(2.0) / np.sqrt(max(pairs, 1))
+    return (f"Seed noise: {titles.get(REFERENCE, REFERENCE)}'s test Action Top-1 moves by σ = {sigma:.2f} points with "
+            f"the seed alone (pooled within-fold std over {folds} folds, {runs} runs). A row that changed "
+            f"nothing would show a paired Δ std of about σ√2 = {sigma * np.sqrt(2.0):.2f}; with {pairs} pairs a "
+            f"mean Δ smaller than about 2.8·σ√2/√{pairs} = {floor:.2f} points cannot be told from that noise "
+            f"(two-sided 5%, 80% power).")
+
+
 def at_recipe_budget(key: str) -> bool:
     """False for the rows trained at another number of epochs than the recipe's (erm-2x, full-2x, ...)."""
     return key not in VARIANTS or VARIANTS[key].epochs_factor == 1
@@ -709,6 +742,9 @@ def summarise(spec: AblationSpec, out: str | Path, runs: Sequence[AblationRun] |
     best = best_on_validation(table[table.index != REFERENCE_KEY]) if len(table) else None
     if len(table):
         markdown = markdown_table(table, titles) + "\n\n" + _best_line(table[table.index != REFERENCE_KEY], titles)
+        noise = _noise_line(per_run, titles)
+        if noise:
+            markdown += "\n\n" + noise
         if lr_rows:
             markdown += (f"\n\n{REFERENCE_TITLE}: a non-deep check on the same folds (one fit per fold, "
                          f"seed-independent; paired with ERM's mean over seeds of the same fold).")
