@@ -71,6 +71,8 @@ def test_run_folder_contents(tiny_recipe_factory) -> None:
     assert torch.load(run_dir / "last.pt", weights_only=False)["epoch"] == 2
     log = (run_dir / "train.log").read_text()
     assert "epoch   2/2" in log and "train / " in log
+    # the software and processor, on which bit-for-bit reproduction depends
+    assert f"machine: torch {torch.__version__}, numpy " in log and "thread(s)" in log
     # the model comes back from the checkpoint alone
     cfg2, model, _ = load_checkpoint(run_dir)
     assert cfg2 == cfg and not model.training

@@ -67,6 +67,33 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def machine_line(device: torch.device) -> str:
+    """Software and processor of this run, for its log: float results depend on them, so two runs
+    of one recipe and seed match bit for bit only where this line matches too."""
+    import platform
+
+    import numpy as np
+
+    if device.type == "cuda":
+        proc = torch.cuda.get_device_name(device)
+    else:
+        proc = f"{_cpu_model() or platform.machine()}, {torch.backends.cpu.get_cpu_capability()}, " \
+               f"{torch.get_num_threads()} thread(s)"
+    return f"torch {torch.__version__}, numpy {np.__version__}, python {platform.python_version()}; {proc}"
+
+
+def _cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (Linux), else None."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def autocast(device: torch.device, enabled: bool):
     """bf16 autocast on CUDA (no GradScaler needed); a no-op context on CPU."""
     if enabled and device.type == "cuda":

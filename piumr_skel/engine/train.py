@@ -175,6 +175,7 @@ def _prepare(cfg: TrainConfig, dist_: runtime.Dist, device: torch.device, resume
     note(f"run {run_dir}: {len(train_ds)} train / {len(data.datasets['val'])} val clips, "
          f"{len(data.class_names)} classes, device {device}{' (bf16 AMP)' if run.amp else ''}, "
          f"world {dist_.world}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
+    note(f"machine: {runtime.machine_line(device)}")
     return run
 
 
