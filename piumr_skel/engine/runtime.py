@@ -77,8 +77,8 @@ def machine_line(device: torch.device) -> str:
     if device.type == "cuda":
         proc = torch.cuda.get_device_name(device)
     else:
-        proc = f"{_cpu_model() or platform.machine()}, {torch.backends.cpu.get_cpu_capability()}, " \
-               f"{torch.get_num_threads()} thread(s)"
+        proc = (f"{_cpu_model() or platform.machine()}, {torch.backends.cpu.get_cpu_capability()}, "
+                f"{torch.get_num_threads()} thread(s)")
     return f"torch {torch.__version__}, numpy {np.__version__}, python {platform.python_version()}; {proc}"
 
 
