@@ -104,6 +104,9 @@ def test_variant_table_sets_the_switches_of_every_row(tmp_path: Path) -> None:
         assert (c.tfam, c.girl_version, c.girl_groups, c.girl_beta) == (False, 2, "subject", 0)
     assert (cfg["groupdro"].girl_lambda_var, cfg["groupdro"].girl_eta) == (0, 1)
     assert (cfg["vrex"].girl_lambda_var, cfg["vrex"].girl_eta) == (1, 0)
+    # the weight-average rows: ERM and full with --ema; every other row keeps the recipe's (off)
+    assert [k for k, c in cfg.items() if c.ema] == ["ema", "full+ema"]
+    assert switches["ema"] == (False, False, False) and switches["full+ema"] == (True, True, False)
     for key, tfam in (("girl-v1", False), ("full-v1", True)):
         c = cfg[key]
         assert (c.tfam, c.girl_version, c.girl_groups, c.girl_num_groups) == (tfam, 1, "kmeans", 4)

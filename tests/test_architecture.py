@@ -28,7 +28,7 @@ INNER_LAYERS: dict[str, tuple[tuple[str, ...], ...]] = {
     "engine": (
         ("atomic", "metrics", "plots"),                          # all-or-nothing writes, scores, figures
         ("config", "data_setup", "losses", "runguard"),          # a run's description
-        ("build", "checkpoint", "runtime"),                      # building and running a model
+        ("averaging", "build", "checkpoint", "runtime"),         # building and running a model
         ("evaluate",),
         ("train",),
     ),

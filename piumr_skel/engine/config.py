@@ -88,6 +88,8 @@ class TrainConfig:
     girl_ramp: Optional[int] = None      # v1: epochs blending CE into GIRL (default 0); v2: epochs over
                                          # which lambda_var rises from 0 (default 20% of the epochs)
     aug_person: bool = False             # person-style augmentation: limb lengths, tempo, amplitude, posture
+    ema: bool = False                    # validate, select and save a moving average of the weights
+    ema_epochs: Optional[float] = None   # its time constant in epochs; default 10% of the epochs
     # --- optimisation
     epochs: int = 80
     batch_size: int = 128
@@ -136,13 +138,18 @@ class TrainConfig:
             return self.girl_ramp
         return 0 if self.girl_version == 1 else max(1, round(0.2 * self.epochs))
 
+    @property
+    def ema_time_constant(self) -> float:
+        """Time constant of the weight average (--ema), in epochs."""
+        return self.ema_epochs if self.ema_epochs is not None else max(1.0, 0.1 * self.epochs)
+
     def recipe_name(self) -> str:
         """PYSKL-style recipe name: backbone_stream-variant_split."""
         if self.name:
             return self.name
         stream = {"joint": "j", "bone": "b", "joint_motion": "jm", "bone_motion": "bm", "hand_local": "hl"}[self.stream]
         variant = {(False, False): "erm", (True, False): "tfam", (False, True): "girl",
-                   (True, True): "tfam-girl"}[(self.tfam, self.girl)]
+                   (True, True): "tfam-girl"}[(self.tfam, self.girl)] + ("-ema" if self.ema else "")
         split = self.split + (f"-f{self.fold}" if self.split == "xsub" else "")
         prefix = self.backbone if self.modality == "skeleton" else f"rgb-{self.backbone}"
         return f"{prefix}_{stream}-{variant}_{split}_s{self.seed}"
@@ -217,7 +224,7 @@ def _check_ranges(cfg: TrainConfig, source: str) -> None:
         value = getattr(cfg, key)
         if value is not None and not 0.0 <= value < 1.0:
             problems.append(f"{key}: must be in [0, 1) (got {value})")
-    for key in ("lr", "tfam_eps", "tfam_gamma", "girl_tau"):
+    for key in ("lr", "tfam_eps", "tfam_gamma", "girl_tau", "ema_epochs"):
         value = getattr(cfg, key)
         if value is not None and not (value > 0 and math.isfinite(value)):
             problems.append(f"{key}: must be a finite number > 0 (got {value})")

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from piumr_skel.engine import runtime
 from piumr_skel.engine.atomic import atomic_to_csv, atomic_write_text
+from piumr_skel.engine.averaging import WeightEMA
 from piumr_skel.engine.build import build_loss, build_model
 from piumr_skel.engine.checkpoint import make_checkpoint, read_checkpoint
 from piumr_skel.engine.config import TrainConfig, save_config, with_absolute_paths
@@ -98,6 +99,7 @@ class Run:
     total_steps: int
     warmup_steps: int
     subjects: torch.Tensor                      # (N_train,) subject code of every training clip
+    ema: WeightEMA | None = None                # --ema: the weight average that is validated and saved
     descriptors: torch.Tensor | None = None     # GIRL v2 "input": (N_train, D) person-style descriptors
     groups: torch.Tensor | None = None          # GIRL v2: this epoch's pseudo-group of every training clip
     start_epoch: int = 0
@@ -152,6 +154,8 @@ def _prepare(cfg: TrainConfig, dist_: runtime.Dist, device: torch.device, resume
               steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * cfg.epochs,
               warmup_steps=steps_per_epoch * min(cfg.warmup_epochs, max(cfg.epochs - 1, 0)),
               subjects=torch.from_numpy(train_subjects))
+    if cfg.ema:
+        run.ema = WeightEMA(model, cfg.ema_time_constant * steps_per_epoch)
     if cfg.girl and cfg.girl_version == 2 and cfg.girl_groups == "input":
         from piumr_skel.method.girl import input_descriptors
 
@@ -160,7 +164,9 @@ def _prepare(cfg: TrainConfig, dist_: runtime.Dist, device: torch.device, resume
 
     if resume and last_path.exists():
         ckpt = read_checkpoint(last_path)
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(ckpt.get("train_model") or ckpt["model"])  # with --ema, "model" is the average
+        if run.ema is not None:
+            run.ema.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if objective.girl is not None and ckpt.get("loss_state"):
             objective.girl.load_state_dict(ckpt["loss_state"])
@@ -287,6 +293,8 @@ def _train_one_epoch(run: Run, epoch: int) -> dict[str, Any]:
                       "Lower --lr, set --grad-clip, or check the input data for NaN.")
         parts["grad_norm"] = grad_norm.detach()
         run.optimizer.step()
+        if run.ema is not None:
+            run.ema.update(runtime.unwrap(run.model), run.step)
         run.step += 1
         n = y.shape[0]
         seen += n
@@ -317,7 +325,7 @@ def _validate_and_save(run: Run, epoch: int, row: dict[str, Any]) -> None:
 
         val_loader = make_loader(run.data.datasets["val"], batch_size=cfg.batch_size, shuffle=False,
                                  num_workers=cfg.num_workers, seed=cfg.seed, epoch=0, drop_last=False)
-        scores, idx = predict_scores(runtime.unwrap(run.model), val_loader, run.device, run.amp)
+        scores, idx = predict_scores(_eval_model(run), val_loader, run.device, run.amp)
         metrics = score_split(scores, run.data.labels["val"][idx], run.data.subjects["val"][idx],
                               class_names=run.data.class_names)
         row.update({f"val_{k}": v for k, v in metrics.items()})
@@ -327,11 +335,13 @@ def _validate_and_save(run: Run, epoch: int, row: dict[str, Any]) -> None:
     run.history.append(row)
     if run.dist.main:
         girl = run.objective.girl
-        ckpt = make_checkpoint(model_state=runtime.unwrap(run.model).state_dict(),
+        extra: dict[str, Any] = {"loss_state": girl.state_dict() if girl is not None else {}}
+        if run.ema is not None:  # "model" is what eval and predict load: the average; resume needs both
+            extra["train_model"] = runtime.unwrap(run.model).state_dict()
+        ckpt = make_checkpoint(model_state=_eval_model(run).state_dict(),
                                optimizer_state=run.optimizer.state_dict(), config=cfg.to_dict(),
                                class_names=run.data.class_names, layout=run.data.layout, epoch=epoch + 1,
-                               step=run.step, history=run.history, best=run.best,
-                               extra={"loss_state": girl.state_dict() if girl is not None else {}})
+                               step=run.step, history=run.history, best=run.best, extra=extra)
         if is_best:
             runtime.atomic_save(ckpt, run.dir / "best.pt")
         runtime.atomic_save(ckpt, run.dir / "last.pt")  # last.pt written last: it marks the epoch as done
@@ -348,6 +358,11 @@ def _validate_and_save(run: Run, epoch: int, row: dict[str, Any]) -> None:
         run.note(msg + f" | {row['time_s']:.1f}s{' *' if is_best else ''}")
     if run.dist.enabled:
         torch.distributed.barrier()
+
+
+def _eval_model(run: Run) -> torch.nn.Module:
+    """The model that is validated and saved: the weight average with --ema, else the trained one."""
+    return run.ema.module if run.ema is not None else runtime.unwrap(run.model)
 
 
 # ----------------------------------------------------------------------------- outputs

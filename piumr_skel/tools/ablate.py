@@ -58,6 +58,9 @@ VARIANTS: dict[str, Variant] = {
     "groupdro": Variant("GroupDRO (true subjects)",
                         {**_OFF, **_TRUE_SUBJECTS, "girl_lambda_var": 0.0, "girl_eta": 1.0}),
     "vrex": Variant("V-REx (true subjects)", {**_OFF, **_TRUE_SUBJECTS, "girl_lambda_var": 1.0, "girl_eta": 0.0}),
+    # Weight averaging (--ema), a domain-generalisation baseline; the other rows take `ema` from the recipe.
+    "ema": Variant("+weight average (EMA)", {**_OFF, "ema": True}),
+    "full+ema": Variant("full + weight average (EMA)", {**_OFF, "tfam": True, **_GIRL_V2, "ema": True}),
     "girl-v1": Variant("+GIRL v1", {**_OFF, **_GIRL_V1}),
     "full-v1": Variant("full, GIRL v1", {**_OFF, "tfam": True, **_GIRL_V1}),
 }
@@ -90,7 +93,7 @@ ABLATION_KEYS = ("seeds", "synthetic", "grouping_study", "variants")
 # Keys a finished run may differ in from the plan and still be the same experiment.
 _FREE_KEYS = {"device", "num_workers", "out_dir", "cache_dir", "amp", "plot_every"}
 # Keys that change nothing while their module is off (both in the saved run and in the plan).
-_INERT_WHEN_OFF = {"girl": {k for k in FIELDS if k.startswith("girl_")},
+_INERT_WHEN_OFF = {"girl": {k for k in FIELDS if k.startswith("girl_")}, "ema": {"ema_epochs"},
                    "tfam": {k for k in FIELDS if k.startswith("tfam_")} | {"lambda_w", "lambda_c"}}
 
 
