@@ -83,15 +83,23 @@ def machine_line(device: torch.device) -> str:
 
 
 def _cpu_model() -> str | None:
-    """The CPU's model name from /proc/cpuinfo (Linux), else None."""
+    """The CPU's model name from /proc/cpuinfo (Linux) with its family, model and stepping (the name
+    alone can cover several generations: "AMD EPYC"), else None."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break  # the first processor's block is enough
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip().lower(), value.strip())
     except OSError:
-        pass
-    return None
+        return None
+    name = fields.get("model name")
+    if name is None:
+        return None
+    ids = [f"{k} {fields[k]}" for k in ("cpu family", "model", "stepping") if fields.get(k)]
+    return f"{name} ({', '.join(ids)})" if ids else name
 
 
 def autocast(device: torch.device, enabled: bool):
