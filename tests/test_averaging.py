@@ -10,7 +10,7 @@ import torch
 
 from piumr_skel.engine import train as train_mod
 from piumr_skel.engine.averaging import WeightEMA, ema_decay
-from piumr_skel.engine.config import ConfigError, make_config
+from piumr_skel.engine.config import ConfigError, make_config, saved_config
 from piumr_skel.engine.evaluate import evaluate_run, load_checkpoint
 
 
@@ -49,6 +49,12 @@ def test_ema_epochs_must_be_positive(tiny_recipe_factory) -> None:
         make_config(tiny_recipe_factory(ema=True, ema_epochs=0))
     cfg = make_config(tiny_recipe_factory(ema=True, epochs=40))
     assert cfg.ema_time_constant == 4.0 and cfg.recipe_name().split("_")[1].endswith("-ema")
+
+
+def test_a_run_saved_before_ema_existed_did_not_average() -> None:
+    old = {"epochs": 3, "girl_version": 2}
+    assert saved_config(old, "old/config.yaml").ema is False
+    assert saved_config({**old, "ema": True}, "new/config.yaml").ema is True
 
 
 @pytest.mark.slow

@@ -284,6 +284,7 @@ def saved_config(values: dict[str, Any], source: str) -> TrainConfig:
         values.update({k: v for k, v in _LEGACY.items() if k not in values or values[k] is None})
         values.setdefault("girl_num_groups", 4)
     values.setdefault("split_seed", values.get("seed", 0))
+    values.setdefault("ema", False)  # before --ema existed no run averaged its weights, whatever the default
     return make_config(values, source)
 
 
