@@ -1,5 +1,5 @@
-"""`piumr import pyskl|mmn` and `piumr export --format pyskl`: thin click wrappers over
-piumr_skel.tools.importers."""
+"""`piumr import pyskl|mmn|landmarks|pose` and `piumr export --format pyskl`: thin click wrappers over
+piumr_skel.tools.importers, .landmarks and .pose_import."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -105,11 +105,56 @@ def import_landmarks_cmd(file: Path, store: Path, label_key: str, subject_key: s
     result = _run(import_landmarks, file, store, label_key=label_key, subject_key=subject_key,
                   units=units, width=width, height=height, fps=fps, clip_prefix=clip_prefix,
                   overwrite=overwrite)
+    _report_mediapipe(result)
+
+
+def _report_mediapipe(result) -> None:
+    """The report of an import into a MediaPipe store (`landmarks`, `pose`)."""
     _report(result)
-    click.echo(f"class names: {result.class_names} ({result.num_classes} classes)")
-    subjects = ", ".join(f"{s} {n}" for s, n in sorted(result.clips_per_subject.items()))
+    if result.class_names is not None:
+        click.echo(f"class names: {result.class_names} ({result.num_classes} classes)")
+    subjects = ", ".join(f"{s or '(none)'} {n}" for s, n in sorted(result.clips_per_subject.items()))
     click.echo(f"{len(result.clips_per_subject)} subjects: {subjects}")
     click.echo("frames found: " + ", ".join(f"{p} {r:.0%}" for p, r in result.present.items()))
+
+
+@import_group.command("pose")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("-o", "--out", "store", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="store folder to create (must not exist or be empty)")
+@click.option("--labels", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV clip_id,label[,subject]: one row per .pose file (clip_id = its stem); an "
+                   "empty or negative label marks a clip unlabelled")
+@click.option("--label-key", default="label", show_default=True, help="CSV column of the labels")
+@click.option("--subject-key", default=None,
+              help="CSV column of the person (or group) ids, used by the xsub split [default: "
+                   "'subject' if present, else from MA-52/NTU names]")
+@click.option("--fps", default=None, type=float, help="frame rate of every clip [default: the file's]")
+@click.option("--width", default=None, type=int,
+              help="frame width the pixels refer to [default: the file header's]")
+@click.option("--height", default=None, type=int,
+              help="frame height the pixels refer to [default: the file header's]")
+@click.option("--person", type=click.Choice(["first", "best"]), default="first", show_default=True,
+              help="the one person kept from a file with several: person 0, or the highest mean score")
+@click.option("--overwrite", is_flag=True, help="replace an existing keypoint store at --out")
+def import_pose_cmd(source: Path, store: Path, labels: Path, label_key: str, subject_key: str | None,
+                    fps: float | None, width: int | None, height: int | None, person: str,
+                    overwrite: bool) -> None:
+    """pose-format files: SOURCE is one .pose file or a folder of them (recursive), each one
+    video with MediaPipe Holistic components (POSE_LANDMARKS and the hands: mp_holistic;
+    POSE_LANDMARKS alone: mp_pose). Read it with --layout mp_holistic or mp_pose."""
+    from piumr_skel.tools.pose_import import import_pose
+
+    result = _run(import_pose, source, store, labels=labels, label_key=label_key,
+                  subject_key=subject_key, fps=fps, width=width, height=height, person=person,
+                  overwrite=overwrite)
+    _report_mediapipe(result)
+    if result.not_imported:
+        click.echo(f"not imported: {', '.join(result.not_imported)}")
+    if result.multi_person:
+        click.echo(f"{len(result.multi_person)} files hold more than one person; kept: "
+                   f"{'person 0' if result.person == 'first' else 'the highest mean score'} "
+                   f"(e.g. {result.multi_person[0]})")
 
 
 @click.command("export")
