@@ -80,6 +80,10 @@ def env(tiny_store, tmp_path_factory) -> Env:
     writer.release()
     (root / "videos").mkdir()
     shutil.copy(root / "short.mp4", root / "videos" / "0001_01_0001.mp4")
+    (root / "poses").mkdir()
+    (root / "poses" / "a.pose").write_bytes(b"not a pose file")
+    (root / "poses.csv").write_text("clip_id,label\na,0\n")
+    (root / "fake.npz").write_bytes(b"PK not a zip")
     train_opts = _train_options(dict(recipe, out_dir=str(root / "runs2"), cache_dir=str(root / "cache2")))
     clip = str(open_store(tiny_store.store).clips()["clip_id"][0])
     return Env(root=root, store=Path(tiny_store.store), run=run, train=train_opts, clip=clip,
@@ -166,6 +170,16 @@ CASES = [
     Case("extract: into a store another job is writing",
          lambda e: ["extract", str(e.root / "videos"), "-o", str(e.root / "busy"), "--no-progress"],
          setup=_hold_store),
+    Case("import pose: a .pose file that is not one",
+         lambda e: ["import", "pose", str(e.root / "poses"), "-o", str(e.root / "pose_store"), "--labels",
+                    str(e.root / "poses.csv")],
+         check=lambda e: pytest.fail("a store was left") if (e.root / "pose_store").exists() else None),
+    Case("import pose: a folder without .pose files",
+         lambda e: ["import", "pose", str(e.root / "plain"), "-o", str(e.root / "pose_store"), "--labels",
+                    str(e.root / "poses.csv")]),
+    Case("import landmarks: not an .npz archive",
+         lambda e: ["import", "landmarks", str(e.root / "fake.npz"), "-o", str(e.root / "npz_store")],
+         check=lambda e: pytest.fail("a store was left") if (e.root / "npz_store").exists() else None),
     Case("merge-stores: into a store made with other settings",
          lambda e: ["merge-stores", str(e.root / "merged"), str(e.root / "other")], setup=_other_settings),
 ]

@@ -219,7 +219,7 @@ def protocol_split_files(splits: Mapping[str, Sequence[str]]) -> dict[str, dict[
     return out
 
 
-def _write_side_files(store_path: Path, labels: list[dict[str, Any]],
+def write_side_files(store_path: Path, labels: list[dict[str, Any]],
                       splits: Mapping[str, Sequence[str]], unlabelled: Sequence[str] = ()
                       ) -> tuple[Path | None, Path | None, list[Path]]:
     """labels.csv, test_list.csv (``unlabelled`` clip ids), splits.json and the protocol split
@@ -392,7 +392,7 @@ def import_pyskl(path: str | Path, store: str | Path, *, layout: str | None = No
     labels = [{"clip_id": ids[i], "label": y, "subject": subject_of(ids[i])}
               for i, y in labelled.items()]
     unlabelled = [c for i, c in enumerate(ids) if i not in labelled]
-    labels_path, split_path, protocol = _write_side_files(store, labels, splits, unlabelled)
+    labels_path, split_path, protocol = write_side_files(store, labels, splits, unlabelled)
     return ImportResult(store, labels_path, split_path, lay.name, ids, protocol,
                         store / UNLABELLED_FILE if unlabelled else None)
 
@@ -727,7 +727,7 @@ def import_mmn(data: str | Path, label: str | Path, store: str | Path, *,
     _write_store(store, lay.name, lay.num_joints, clips, settings)
     label_rows = [{"clip_id": c, "label": int(y), "subject": subject_of(c)}
                   for c, y in zip(ids, labels)]
-    labels_path, split_path, protocol = _write_side_files(store, label_rows, {split: ids})
+    labels_path, split_path, protocol = write_side_files(store, label_rows, {split: ids})
     return ImportResult(store, labels_path, split_path, lay.name, ids, protocol, skipped=skipped)
 
 

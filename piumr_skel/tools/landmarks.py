@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from piumr_skel.tools.importers import LABELS_FILE, ImportFormatError, ImportResult, _write_side_files
+from piumr_skel.tools.importers import LABELS_FILE, ImportFormatError, ImportResult, write_side_files
 from pose_extract.schema import STORE_FILE
 
 NUM_POINTS = 75
@@ -84,10 +84,14 @@ class LandmarkImport(ImportResult):
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    if not zipfile.is_zipfile(path) and not _is_npy(path):
+        # np.load would take it for a pickle and blame allow_pickle, which misleads
+        raise ImportFormatError(f"{path}: cannot be read as an .npz archive "
+                                "(no zip signature: truncated, or another format)")
     try:
         npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ImportFormatError(f"{path}: cannot be read as an .npz archive ({_first_line(exc)})") \
+        raise ImportFormatError(f"{path}: cannot be read as an .npz archive ({first_line(exc)})") \
             from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise ImportFormatError(f"{path}: not an .npz archive (a single .npy array)")
@@ -98,11 +102,16 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
                 out[key] = npz[key]
             except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
                 raise ImportFormatError(f"{path}: key {key!r} cannot be read "
-                                        f"({_first_line(exc)})") from None
+                                        f"({first_line(exc)})") from None
         return out
 
 
-def _first_line(exc: BaseException) -> str:
+def _is_npy(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(6) == b"\x93NUMPY"
+
+
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -141,7 +150,7 @@ def _lengths(arr: np.ndarray, num_frames: int, path: Path) -> np.ndarray:
     return lengths
 
 
-def _classes(raw: np.ndarray, key: str, path: Path) -> tuple[np.ndarray, list[str]]:
+def class_ids(raw: np.ndarray, key: str, path: Path) -> tuple[np.ndarray, list[str]]:
     """Label strings -> ids of the sorted unique strings; integer labels are kept as ids."""
     if raw.dtype.kind in "US":
         names = sorted({str(x) for x in raw})
@@ -243,7 +252,7 @@ def read_landmarks_npz(path: str | Path, *, label_key: str = "label", subject_ke
         raise ImportFormatError(f"{path}: key 'data' has no frames: no clips")
     lengths = _lengths(_key(arrays, "lengths", path, "frames per clip"), f, path)
     n = len(lengths)
-    labels, names = _classes(_per_clip(_key(arrays, label_key, path, "labels; see --label-key"),
+    labels, names = class_ids(_per_clip(_key(arrays, label_key, path, "labels; see --label-key"),
                                        n, label_key, path), label_key, path)
     subjects = _subjects(_per_clip(_key(arrays, subject_key, path, "subjects; see --subject-key"),
                                    n, subject_key, path), subject_key, path)
@@ -296,7 +305,7 @@ def landmark_clip_ids(subjects: list[str], names: list[str], prefix: str = "") -
 # writing
 
 
-def _prepare_out(store: Path, overwrite: bool) -> None:
+def prepare_out(store: Path, overwrite: bool) -> None:
     """Refuse an existing non-empty folder, unless it is a keypoint store and ``overwrite``."""
     if not store.exists():
         return
@@ -312,10 +321,10 @@ def _prepare_out(store: Path, overwrite: bool) -> None:
                                 "replaces keypoint stores")
 
 
-def _swap_in(tmp: Path, store: Path, overwrite: bool) -> None:
+def swap_in(tmp: Path, store: Path, overwrite: bool) -> None:
     """Move the finished ``tmp`` folder to ``store``; an old store is removed only afterwards."""
     old = None
-    _prepare_out(store, overwrite)   # again: another import may have finished meanwhile
+    prepare_out(store, overwrite)   # again: another import may have finished meanwhile
     if store.exists():
         if any(store.iterdir()):
             old = store.with_name(f".{store.name}.old-{os.getpid()}")
@@ -346,7 +355,7 @@ def import_landmarks(path: str | Path, store: str | Path, *, label_key: str = "l
     path, store = Path(path), Path(store)
     if width <= 0 or height <= 0:
         raise ImportFormatError(f"{path}: frame size must be positive, got {width}x{height}")
-    _prepare_out(store, overwrite)
+    prepare_out(store, overwrite)
     clips = read_landmarks_npz(path, label_key=label_key, subject_key=subject_key, fps=fps,
                                units=units)
     names = [clips.class_names[i] for i in clips.labels]
@@ -384,10 +393,10 @@ def import_landmarks(path: str | Path, store: str | Path, *, label_key: str = "l
                 writer.write_clip(meta, parts)
         rows = [{"clip_id": c, "label": int(y), "subject": s}
                 for c, y, s in zip(ids, clips.labels, clips.subjects)]
-        _write_side_files(tmp, rows, {})
+        write_side_files(tmp, rows, {})
         (tmp / CLASS_NAMES_FILE).write_text("".join(f"{i}\t{n}\n"
                                                     for i, n in enumerate(clips.class_names)))
-        _swap_in(tmp, store, overwrite)
+        swap_in(tmp, store, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

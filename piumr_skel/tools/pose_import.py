@@ -48,20 +48,20 @@ from piumr_skel.tools.importers import (
     PERSON_CHOICES,
     UNLABELLED_FILE,
     ImportFormatError,
-    _write_side_files,
     pick_person,
     subject_of,
+    write_side_files,
 )
 from piumr_skel.tools.landmarks import (
     CLASS_NAMES_FILE,
     HOLISTIC_PARTS,
     NUM_POINTS,
     LandmarkImport,
-    _classes,
-    _first_line,
-    _prepare_out,
-    _swap_in,
+    class_ids,
+    first_line,
     holistic_parts,
+    prepare_out,
+    swap_in,
 )
 
 POSE_SUFFIX = ".pose"
@@ -125,10 +125,10 @@ def read_pose(path: Path) -> Any:
     try:
         return pose_cls.read(path.read_bytes())
     except OSError as exc:
-        raise ImportFormatError(f"{path}: cannot be read ({_first_line(exc)})") from None
+        raise ImportFormatError(f"{path}: cannot be read ({first_line(exc)})") from None
     except Exception as exc:   # struct.error, TypeError, ValueError, NotImplementedError, ...
         raise ImportFormatError(f"{path}: cannot be read as a .pose file, truncated or corrupt "
-                                f"({_first_line(exc)})") from None
+                                f"({first_line(exc)})") from None
 
 
 def _slot(component: str, point: str) -> int:
@@ -245,7 +245,7 @@ def read_pose_labels(path: Path, clip_ids: list[str], *, label_key: str = "label
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ImportFormatError(f"{path}: cannot be read as a text CSV ({_first_line(exc)})") from None
+        raise ImportFormatError(f"{path}: cannot be read as a text CSV ({first_line(exc)})") from None
     reader = csv.reader(io.StringIO(text))
     rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     if not rows:
@@ -281,7 +281,7 @@ def read_pose_labels(path: Path, clip_ids: list[str], *, label_key: str = "label
     if labelled:
         as_int = all(_INT.fullmatch(v) for v in labelled.values())
         raw = np.array([int(v) for v in labelled.values()] if as_int else list(labelled.values()))
-        ids, names = _classes(raw, label_key, path)
+        ids, names = class_ids(raw, label_key, path)
         label_of = dict(zip(labelled, (int(i) for i in ids)))
     subjects = {c: cells[c][1] or subject_of(c) for c in clip_ids}
     return PoseLabels(label_of, names, subjects)
@@ -340,7 +340,7 @@ def import_pose(source: str | Path, store: str | Path, *, labels: str | Path,
     root = source if source.is_dir() else source.parent
     ids = _clip_ids(files, source)
     table = read_pose_labels(labels, ids, label_key=label_key, subject_key=subject_key)
-    _prepare_out(store, overwrite)
+    prepare_out(store, overwrite)
 
     settings = {"source": source.name, "format": POSE_FORMAT, "source_path": str(source.resolve()),
                 "labels": str(labels.resolve()), "label_key": label_key, "person": person,
@@ -396,11 +396,11 @@ def import_pose(source: str | Path, store: str | Path, *, labels: str | Path,
         rows = [{"clip_id": c, "label": table.label_of[c], "subject": table.subject_of[c]}
                 for c in ids if c in table.label_of]
         unlabelled = [c for c in ids if c not in table.label_of]
-        _write_side_files(tmp, rows, {}, unlabelled)
+        write_side_files(tmp, rows, {}, unlabelled)
         if table.class_names:
             (tmp / CLASS_NAMES_FILE).write_text("".join(f"{i}\t{n}\n"
                                                         for i, n in enumerate(table.class_names)))
-        _swap_in(tmp, store, overwrite)
+        swap_in(tmp, store, overwrite)
     finally:   # after the swap there is nothing left here; after a failure, the half-built store
         shutil.rmtree(tmp, ignore_errors=True)
     layout = next(iter(kinds))
