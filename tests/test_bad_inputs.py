@@ -192,6 +192,8 @@ def _normalise(text: str, env: Env) -> str:
     text = re.sub(r"\d{20}-[cp]-[0-9a-f]+\.parquet", "<unit>.parquet", text)
     text = re.sub(r"pid \d+ on host \S+, started \S+ \d\d:\d\d:\d\d(: [^(]*)? \(",
                   "pid <pid> on host <host>, started <time>: <command> (", text)
+    # the reader's own words differ between pose-format (and Python) versions; ours must not
+    text = re.sub(r"(as a \.pose file, truncated or corrupt) \(.*\)$", r"\1 (<pose-format's message>)", text)
     return text
 
 

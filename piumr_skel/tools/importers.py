@@ -220,8 +220,8 @@ def protocol_split_files(splits: Mapping[str, Sequence[str]]) -> dict[str, dict[
 
 
 def write_side_files(store_path: Path, labels: list[dict[str, Any]],
-                      splits: Mapping[str, Sequence[str]], unlabelled: Sequence[str] = ()
-                      ) -> tuple[Path | None, Path | None, list[Path]]:
+                     splits: Mapping[str, Sequence[str]], unlabelled: Sequence[str] = ()
+                     ) -> tuple[Path | None, Path | None, list[Path]]:
     """labels.csv, test_list.csv (``unlabelled`` clip ids), splits.json and the protocol split
     CSVs, merged with what the store already has (a split name imported again is replaced). No
     labels.csv is created for an import without labels (the labels path is then None)."""

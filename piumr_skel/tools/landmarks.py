@@ -253,7 +253,7 @@ def read_landmarks_npz(path: str | Path, *, label_key: str = "label", subject_ke
     lengths = _lengths(_key(arrays, "lengths", path, "frames per clip"), f, path)
     n = len(lengths)
     labels, names = class_ids(_per_clip(_key(arrays, label_key, path, "labels; see --label-key"),
-                                       n, label_key, path), label_key, path)
+                                        n, label_key, path), label_key, path)
     subjects = _subjects(_per_clip(_key(arrays, subject_key, path, "subjects; see --subject-key"),
                                    n, subject_key, path), subject_key, path)
     rates = _fps(arrays, n, fps, path)
