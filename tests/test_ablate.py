@@ -110,6 +110,14 @@ def test_variant_table_sets_the_switches_of_every_row(tmp_path: Path) -> None:
     for key, tfam in (("girl-v1", False), ("full-v1", True)):
         c = cfg[key]
         assert (c.tfam, c.girl_version, c.girl_groups, c.girl_num_groups) == (tfam, 1, "kmeans", 4)
+    # GIRL's boundary weights alone: v2 with neither the variance nor the GroupDRO term
+    c = cfg["girl-w"]
+    assert (c.tfam, c.girl, c.girl_version, c.girl_lambda_var, c.girl_eta) == (False, True, 2, 0, 0)
+    assert c.girl_beta == cfg["girl"].girl_beta > 0
+    # TFAM after the first stage (the tiny YAML's 3 blocks: block 1) instead of before the last (block 2)
+    assert (cfg["tfam-early"].tfam, cfg["tfam-early"].girl, cfg["full-early"].girl) == (True, False, True)
+    assert cfg["tfam-early"].tfam_after == cfg["full-early"].tfam_after == 1
+    assert cfg["tfam"].tfam_after is None and cfg["full"].tfam_after is None
     # the convergence check: ERM's recipe at twice the epochs, nothing else changed
     assert cfg["erm-2x"].epochs == 2 * cfg["erm"].epochs
     assert {k: v for k, v in cfg["erm-2x"].to_dict().items() if k not in ("epochs", "name")} == \

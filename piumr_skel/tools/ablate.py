@@ -32,6 +32,7 @@ from piumr_skel.engine.config import (
     read_yaml_mapping,
 )
 from piumr_skel.method.groupings import GROUPINGS_V2
+from piumr_skel.models.base import stage_plan
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,14 @@ class Variant:
     title: str
     overrides: Mapping[str, Any]
     epochs_factor: int = 1     # 2: the same recipe at twice the epochs (METHOD.md's convergence check)
+    tfam_early: bool = False   # TFAM after the backbone's first stage (more time steps), not before the last
+
+    def changes(self, base: TrainConfig) -> dict[str, Any]:
+        """The config keys this row sets over the recipe `base` (its epochs, TFAM's place included)."""
+        out = {**self.overrides, "epochs": base.epochs * self.epochs_factor}
+        if self.tfam_early and base.num_blocks >= 3:   # fewer: the backbone check names the row
+            out["tfam_after"] = stage_plan(base.num_blocks, base.base_channels, 3)[1][0]
+        return out
 
 
 # Every row states the three switches (tfam, girl, aug_person); the GIRL rows also their version.
@@ -61,6 +70,11 @@ VARIANTS: dict[str, Variant] = {
     # Weight averaging (--ema), a domain-generalisation baseline; the other rows take `ema` from the recipe.
     "ema": Variant("+weight average (EMA)", {**_OFF, "ema": True}),
     "full+ema": Variant("full + weight average (EMA)", {**_OFF, "tfam": True, **_GIRL_V2, "ema": True}),
+    # GIRL v2's near-boundary weights alone: no variance term (lambda_V = 0), no GroupDRO term.
+    "girl-w": Variant("+GIRL, boundary weights only", {**_OFF, **_GIRL_V2, "girl_lambda_var": 0.0, "girl_eta": 0.0}),
+    # TFAM after the first stage, where the clip still has all its time steps (T' = T, not T/2).
+    "tfam-early": Variant("+TFAM after the first stage", {**_OFF, "tfam": True}, tfam_early=True),
+    "full-early": Variant("full, TFAM after the first stage", {**_OFF, "tfam": True, **_GIRL_V2}, tfam_early=True),
     "girl-v1": Variant("+GIRL v1", {**_OFF, **_GIRL_V1}),
     "full-v1": Variant("full, GIRL v1", {**_OFF, "tfam": True, **_GIRL_V1}),
 }
@@ -316,7 +330,7 @@ def plan_runs(spec: AblationSpec) -> list[AblationRun]:
     Every run shares the base's split_seed: the folds stay put while the seed varies.
     """
     base = spec.base
-    rows = {k: {**VARIANTS[k].overrides, "epochs": base.epochs * VARIANTS[k].epochs_factor} for k in spec.variants}
+    rows = {k: VARIANTS[k].changes(base) for k in spec.variants}
     if spec.grouping_study:
         rows.update({k: v for k, v in grouping_rows(base.girl_groups).items() if k not in rows})
     runs = []
