@@ -270,6 +270,43 @@ def test_prepare_synthetic_reuses_and_refuses_other_settings(tmp_path: Path) -> 
         ablate.prepare_synthetic(tmp_path, "demo", seed=1, overrides=small, echo=lambda s: None)
 
 
+def test_two_ablations_starting_together_generate_the_store_once(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second waits for the first's store instead of finding it half-written (and being told to delete it)."""
+    import threading
+    import time
+
+    from piumr_skel.tools import synth
+
+    small = {k: tuple(v) if isinstance(v, list) else v for k, v in TINY_SYNTH.items() if k != "preset"}
+    real, calls = synth.generate_store, []
+
+    def slow_generate(*args, **kw):
+        calls.append(1)
+        out = real(*args, **kw)
+        time.sleep(0.5)          # the store is complete, the other process would see it unlocked now
+        return out
+
+    monkeypatch.setattr(synth, "generate_store", slow_generate)
+    notes: list[str] = []
+    errors: list[BaseException] = []
+
+    def job() -> None:
+        try:
+            ablate.prepare_synthetic(tmp_path, "demo", overrides=small, echo=notes.append)
+        except BaseException as err:  # noqa: BLE001 - reported by the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=job) for _ in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.1)
+    for t in threads:
+        t.join()
+    assert errors == [] and len(calls) == 1
+    assert sum("reusing" in n for n in notes) == 1 and sum("generating" in n for n in notes) == 1
+
+
 # ----------------------------------------------------------------------------- driver with stand-ins
 def _stand_ins(monkeypatch: pytest.MonkeyPatch, top1: dict[str, float], calls: list[str],
                fail: str | None = None) -> None:

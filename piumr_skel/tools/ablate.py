@@ -33,6 +33,7 @@ from piumr_skel.engine.config import (
 )
 from piumr_skel.method.groupings import GROUPINGS_V2
 from piumr_skel.models.base import stage_plan
+from pose_extract.locking import exclusive_lock
 
 
 @dataclass(frozen=True)
@@ -387,7 +388,7 @@ def prepare_synthetic(out: str | Path, preset: str, *, seed: int = 0, overrides:
     An existing store made with other generator settings is an error: its clips would not be the
     benchmark's. Returns `synth.SynthResult`.
     """
-    from piumr_skel.tools.synth import SynthConfig, SynthResult, generate_store
+    from piumr_skel.tools.synth import SynthConfig, SynthResult
 
     if preset not in SYNTH_PRESETS:
         raise AblationError(f"unknown synthetic preset {preset!r}; choices: {', '.join(SYNTH_PRESETS)}")
@@ -395,6 +396,14 @@ def prepare_synthetic(out: str | Path, preset: str, *, seed: int = 0, overrides:
     out = Path(out)
     store = out / "store"
     res = SynthResult(store=store, labels=out / "labels.txt", class_names=out / "label_name.txt")
+    # Another process generating this store holds the lock: wait for it, then reuse its store.
+    with exclusive_lock(out / ".synthetic.lock", f"synthetic store {store}", blocking=True):
+        return _generate_or_reuse(store, res, preset, config, seed, echo)
+
+
+def _generate_or_reuse(store: Path, res, preset: str, config, seed: int, echo: Callable[[str], None]):
+    from piumr_skel.tools.synth import generate_store
+
     info_path = store / "store.json"
     if info_path.is_file():
         settings = json.loads(info_path.read_text()).get("settings", {})
@@ -410,7 +419,7 @@ def prepare_synthetic(out: str | Path, preset: str, *, seed: int = 0, overrides:
         return res
     echo(f"generating the synthetic store ({preset}: {config.num_subjects} people × {config.clips_per_subject} "
          f"clips, {config.num_classes} classes) into {store} ...")
-    return generate_store(store, config=config, seed=seed, labels_dir=out, overwrite=True)
+    return generate_store(store, config=config, seed=seed, labels_dir=res.labels.parent, overwrite=True)
 
 
 # ----------------------------------------------------------------------------- results
