@@ -8,7 +8,7 @@ import click
 from cli.train import config_options
 from piumr_skel.engine.atomic import atomic_to_csv, atomic_write_text
 from piumr_skel.engine.config import ConfigError
-from piumr_skel.tools.ablate import DEFAULT_VARIANTS, SYNTH_PRESETS, VARIANTS, AblationError
+from piumr_skel.tools.ablate import CHECKPOINTS, DEFAULT_VARIANTS, SYNTH_PRESETS, VARIANTS, AblationError
 
 
 @click.command("ablate")
@@ -28,14 +28,19 @@ from piumr_skel.tools.ablate import DEFAULT_VARIANTS, SYNTH_PRESETS, VARIANTS, A
 @click.option("--grouping-study/--no-grouping-study", default=None,
               help="also run the full model with each GIRL v2 grouping (input, features, subject, random), "
                    "reported as its own table")
+@click.option("--checkpoint", default=None, type=click.Choice(CHECKPOINTS),
+              help="the weights each run is scored with: the best validation epoch's (best.pt) or the last "
+                   "epoch's (last.pt, scored once the run has finished, also by --summary-only) "
+                   "[default: YAML, else best]")
 @click.option("-v", "--verbose", is_flag=True, help="show every epoch of every run (always in its train.log)")
 @click.option("--summary-only", is_flag=True,
               help="train nothing: write the tables and figures from the runs finished so far "
-                   "(safe while other processes train into OUT)")
+                   "(safe while other processes train into OUT; with --checkpoint last it scores last.pt "
+                   "of the finished runs that lack it)")
 @config_options
 def ablate_cmd(out: Path, config: str | None, seeds: str | None, synthetic: str | None,
-               synthetic_seed: int | None, variants: str | None, grouping_study: bool | None, verbose: bool,
-               summary_only: bool, **overrides) -> None:
+               synthetic_seed: int | None, variants: str | None, grouping_study: bool | None,
+               checkpoint: str | None, verbose: bool, summary_only: bool, **overrides) -> None:
     """Ablate TFAM and GIRL: --variants × --folds subject-disjoint folds × --seeds seeds.
 
     Runs go to OUT/runs/<variant>_f<fold>_s<seed> and are scored on each fold's held-out test
@@ -48,7 +53,8 @@ def ablate_cmd(out: Path, config: str | None, seeds: str | None, synthetic: str 
 
     try:
         spec = make_spec(out, config=config, overrides=overrides, seeds=seeds, grouping_study=grouping_study,
-                         variants=variants, synthetic=synthetic, synthetic_seed=synthetic_seed, echo=click.echo)
+                         variants=variants, synthetic=synthetic, synthetic_seed=synthetic_seed,
+                         checkpoint=checkpoint, echo=click.echo)
     except (AblationError, ConfigError) as err:
         raise click.UsageError(str(err)) from None
     try:

@@ -139,6 +139,18 @@ def test_cli_unknown_variant_is_one_clear_error(tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists()
 
 
+def test_checkpoint_from_yaml_or_option_and_a_bad_one(tmp_path: Path) -> None:
+    assert make_spec(tmp_path, config=_tiny_yaml(tmp_path / "a.yaml"), echo=lambda s: None).checkpoint == "best"
+    spec = make_spec(tmp_path, config=_tiny_yaml(tmp_path / "b.yaml", checkpoint="last"), echo=lambda s: None)
+    assert spec.checkpoint == "last" and {r.checkpoint for r in plan_runs(spec)} == {"last"}
+    run = plan_runs(spec)[0]
+    assert run.score_dir == run.run_dir / "last_epoch" and run.scored() is None
+    assert make_spec(tmp_path, config=_tiny_yaml(tmp_path / "c.yaml", checkpoint="last"), checkpoint="best",
+                     echo=lambda s: None).checkpoint == "best"          # the option wins over the YAML
+    with pytest.raises(AblationError, match="checkpoint: expected one of best, last, got 'latest'"):
+        make_spec(tmp_path, config=_tiny_yaml(tmp_path / "d.yaml", checkpoint="latest"), echo=lambda s: None)
+
+
 def test_variants_from_yaml_and_controlled_switches(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, config=_tiny_yaml(tmp_path / "v.yaml", variants=["full", "aug"]), echo=lambda s: None)
     assert spec.variants == ["erm", "full", "aug"]
@@ -464,6 +476,27 @@ def test_ablate_end_to_end_resume_and_grouping_study(tmp_path: Path, monkeypatch
     saved = {p.parent.name: yaml.safe_load(p.read_text()) for p in (out / "runs").glob("*/config.yaml")}
     assert {(c["tfam"], c["girl"]) for n, c in saved.items() if n.endswith("_f0_s0")} == {
         (False, False), (True, False), (False, True), (True, True)}
+
+    # the same runs scored with their last epoch's weights: evaluation only, tables in OUT/last_epoch
+    best_md = (out / "ablation.md").read_text()
+    before = _mtimes(out / "runs")
+    res = runner.invoke(ablate_cmd, ["-o", str(out), "--config", str(recipe), "--summary-only",
+                                     "--checkpoint", "last"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert _mtimes(out / "runs") == before and (out / "ablation.md").read_text() == best_md
+    last_md = (out / "last_epoch" / "ablation.md").read_text()
+    assert "Val Top-1 (last epoch)" in last_md and "the last epoch's weights (last.pt) are scored" in last_md
+    last_runs = pd.read_csv(out / "last_epoch" / "ablation_runs.csv")
+    assert len(last_runs) == 8 and last_runs["val_action_top1"].notna().all()
+    for run_dir in (out / "runs").iterdir():
+        scored = {s: json.loads((run_dir / "last_epoch" / f"eval_{s}.json").read_text()) for s in ("val", "test")}
+        assert {r["checkpoint"] for r in scored.values()} == {str(run_dir / "last.pt")}
+        assert scored["test"]["epoch"] == 1 and json.loads((run_dir / "eval_test.json").read_text())["epoch"] == 1
+        # one epoch: best.pt and last.pt hold the same weights, so they score the same
+        best = json.loads((run_dir / "eval_test.json").read_text())["metrics"]["action_top1"]
+        assert scored["test"]["metrics"]["action_top1"] == pytest.approx(best)
+    res = runner.invoke(ablate_cmd, ["-o", str(out), "--config", str(recipe), "--checkpoint", "middle"])
+    assert res.exit_code == 2 and "'middle' is not one of 'best', 'last'" in res.output
 
     # resume: one run lost its evaluation (killed after training): it is re-evaluated, not retrained
     before = _mtimes(out / "runs")

@@ -104,7 +104,10 @@ MIN_WILCOXON = 6                 # nonzero pairs needed for the signed-rank test
 # Keys the ablation sets for each run itself (the variants set tfam, girl, girl_version, aug_person).
 CONTROLLED_KEYS = ("tfam", "girl", "girl_version", "aug_person", "fold", "seed", "name", "out_dir")
 # Keys of an ablation YAML that are not TrainConfig keys.
-ABLATION_KEYS = ("seeds", "synthetic", "grouping_study", "variants")
+ABLATION_KEYS = ("seeds", "synthetic", "grouping_study", "variants", "checkpoint")
+# Which weights of each run are scored: the best validation epoch's (best.pt) or the last epoch's (last.pt).
+CHECKPOINTS = ("best", "last")
+LAST_DIR = "last_epoch"          # a run's scores of last.pt, beside those of best.pt
 # Keys a finished run may differ in from the plan and still be the same experiment.
 _FREE_KEYS = {"device", "num_workers", "out_dir", "cache_dir", "amp", "plot_every"}
 # Keys that change nothing while their module is off (both in the saved run and in the plan).
@@ -134,6 +137,7 @@ class AblationSpec:
     grouping_study: bool = False
     synthetic: dict[str, Any] | None = None    # {"preset", "seed", "overrides"}; None = a real store
     variants: list[str] = field(default_factory=lambda: list(DEFAULT_VARIANTS))
+    checkpoint: str = "best"                   # "last": score last.pt (the budget's end), not best.pt
 
 
 def parse_variants(spec: str | Sequence[str] | None) -> list[str]:
@@ -215,7 +219,8 @@ def read_ablation_file(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]
 def make_spec(out: str | Path, *, config: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
               seeds: int | str | Sequence[int] | None = None, grouping_study: bool | None = None,
               synthetic: str | None = None, synthetic_seed: int | None = None,
-              variants: str | Sequence[str] | None = None, echo: Callable[[str], None] = print) -> AblationSpec:
+              variants: str | Sequence[str] | None = None, checkpoint: str | None = None,
+              echo: Callable[[str], None] = print) -> AblationSpec:
     """The ablation of a YAML recipe (optional) overlaid by options whose value is not None.
 
     Runs go to OUT/runs and the clip cache to OUT/cache unless cache_dir is given. With a synthetic
@@ -281,8 +286,11 @@ def make_spec(out: str | Path, *, config: str | Path | None = None, overrides: M
     seed_spec = seeds if seeds is not None else ablation.get("seeds", 1)
     study = grouping_study if grouping_study is not None else bool(ablation.get("grouping_study", False))
     rows = parse_variants(variants if variants is not None else ablation.get("variants"))
+    scored = checkpoint if checkpoint is not None else ablation.get("checkpoint", "best")
+    if scored not in CHECKPOINTS:
+        raise AblationError(f"checkpoint: expected one of {', '.join(CHECKPOINTS)}, got {scored!r}")
     return AblationSpec(base=base, seeds=parse_seeds(seed_spec), grouping_study=study, synthetic=synth,
-                        variants=rows)
+                        variants=rows, checkpoint=scored)
 
 
 # ----------------------------------------------------------------------------- runs
@@ -294,6 +302,7 @@ class AblationRun:
     fold: int
     seed: int
     cfg: TrainConfig
+    checkpoint: str = "best"     # which weights the table scores: best.pt or last.pt (see score_dir)
 
     @property
     def name(self) -> str:
@@ -307,12 +316,45 @@ class AblationRun:
     def eval_path(self) -> Path:
         return self.run_dir / f"eval_{RESULT_SPLIT}.json"
 
+    @property
+    def score_dir(self) -> Path:
+        """Where the scored checkpoint's eval files are: the run folder (best.pt) or its last_epoch/ (last.pt)."""
+        return self.run_dir if self.checkpoint == "best" else self.run_dir / LAST_DIR
+
     def result(self) -> dict[str, Any] | None:
-        """The saved test result, or None when the run is not finished (an unreadable file counts as unfinished)."""
-        try:
-            return json.loads(self.eval_path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
+        """The saved test result of best.pt, or None when the run is not finished (an unreadable file counts
+        as unfinished)."""
+        return _read_json(self.eval_path)
+
+    def scored(self, split: str = RESULT_SPLIT) -> dict[str, Any] | None:
+        """The saved result on `split` of the checkpoint the table scores; None when it is not there yet."""
+        return _read_json(self.score_dir / f"eval_{split}.json")
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def score_last_epochs(runs: Sequence["AblationRun"], warn: Callable[[str], None] = print) -> None:
+    """Score last.pt of every finished run on the test and validation people (into run/last_epoch/),
+    where it has not been scored yet. Evaluation only: cheap next to training, and atomic, so two
+    processes doing it at once leave whole files."""
+    from piumr_skel.engine.evaluate import evaluate_run
+
+    for run in runs:
+        if run.checkpoint != "last" or run.result() is None:
+            continue
+        for split in ("val", RESULT_SPLIT):
+            if run.scored(split) is not None:
+                continue
+            try:
+                evaluate_run(run.run_dir / "last.pt", split=split, device=run.cfg.device, out_dir=run.score_dir,
+                             quiet=True)
+            except Exception as err:  # one unreadable run must not cost the table
+                warn(f"warning: {run.name}: cannot score last.pt on {split}: {type(err).__name__}: {err}")
 
 
 def grouping_key(base_grouping: str, grouping: str) -> str:
@@ -342,7 +384,7 @@ def plan_runs(spec: AblationSpec) -> list[AblationRun]:
                 name = f"{folder_name(key)}_f{fold}_s{seed}"
                 cfg = make_config({**values, **changes, "fold": fold, "seed": seed, "name": name},
                                   source=f"ablation run {key}")
-                runs.append(AblationRun(key, fold, seed, cfg))
+                runs.append(AblationRun(key, fold, seed, cfg, spec.checkpoint))
     return runs
 
 
@@ -477,12 +519,16 @@ def collect_results(runs: Sequence[AblationRun]) -> pd.DataFrame:
     e.g. body metrics for classes that are not MA-52's) and the best validation Top-1."""
     rows = []
     for run in runs:
-        result = run.result()
+        result = run.scored()
         if result is None:
             continue
+        if run.checkpoint == "best":
+            val = best_val_top1(run.run_dir)
+        else:
+            val_result = run.scored("val")
+            val = float(val_result["metrics"]["action_top1"]) if val_result else float("nan")
         rows.append({"key": run.key, "fold": run.fold, "seed": run.seed, "run_dir": str(run.run_dir),
-                     **{m: result["metrics"].get(m, np.nan) for m in METRICS},
-                     VAL_METRIC: best_val_top1(run.run_dir)})
+                     **{m: result["metrics"].get(m, np.nan) for m in METRICS}, VAL_METRIC: val})
     return pd.DataFrame(rows, columns=["key", "fold", "seed", "run_dir", *METRICS, VAL_METRIC])
 
 
@@ -554,7 +600,7 @@ def _p_cell(p: float) -> str:
 
 
 def markdown_table(table: pd.DataFrame, titles: Mapping[str, str], reference: str = REFERENCE,
-                   digits: int = 2) -> str:
+                   digits: int = 2, checkpoint: str = "best") -> str:
     """The summary as Markdown: validation Top-1 beside the test metrics ("mean ± std"), the paired
     differences to the reference with their p-values, the test used and the run count."""
     from piumr_skel.engine.metrics import format_metrics_table
@@ -563,7 +609,7 @@ def markdown_table(table: pd.DataFrame, titles: Mapping[str, str], reference: st
         return "–" if np.isnan(mean) else f"{mean:{sign}.{digits}f} ± {std:.{digits}f}"
 
     shown = pd.DataFrame(index=[titles.get(k, k) for k in table.index])
-    val_title = "Val Top-1 (best epoch)"
+    val_title = f"Val Top-1 ({'best' if checkpoint == 'best' else 'last'} epoch)"
     shown[val_title] = [pm(a, b) for a, b in zip(table[f"{VAL_METRIC}_mean"], table[f"{VAL_METRIC}_std"])]
     columns = [val_title]
     for m in reported_metrics(table):
@@ -638,12 +684,15 @@ def _best_line(table: pd.DataFrame, titles: Mapping[str, str]) -> str:
             f"{row['action_top1_std']:.2f}).")
 
 
-def _notes(table: pd.DataFrame, n_folds: int, n_seeds: int, split_seed: int) -> str:
+def _notes(table: pd.DataFrame, n_folds: int, n_seeds: int, split_seed: int, checkpoint: str = "best") -> str:
     bodies = ("body-level metrics from MA-52's action-to-body table"
               if any(m in reported_metrics(table) for m in ("body_top1", "f1_mean"))
               else "no body-level metrics: the classes are not MA-52's")
-    return (f"Headline: Action Top-1 (action level) on each fold's held-out test people; best.pt is chosen "
-            f"on validation people from the training side; {bodies}. Folds from split_seed {split_seed}, the "
+    chosen = ("best.pt is chosen on validation people from the training side" if checkpoint == "best" else
+              "the last epoch's weights (last.pt) are scored, on the test people and on the validation people "
+              "from the training side (Val Top-1); no epoch is picked")
+    return (f"Headline: Action Top-1 (action level) on each fold's held-out test people; {chosen}; {bodies}. "
+            f"Folds from split_seed {split_seed}, the "
             f"same for every run, {n_folds} folds × {n_seeds} seed(s). Δ: the per-(fold, seed) difference to "
             f"ERM, mean ± std over the pairs; p: its two-sided paired test (Wilcoxon signed-rank with ≥ "
             f"{MIN_WILCOXON} nonzero pairs, else the exact sign test).")
@@ -651,8 +700,8 @@ def _notes(table: pd.DataFrame, n_folds: int, n_seeds: int, split_seed: int) -> 
 
 def _per_subject(runs: Sequence[AblationRun]) -> pd.Series:
     """Per-subject test accuracy in percent, averaged over seeds (each seed tests every subject once)."""
-    frames = [pd.read_csv(r.run_dir / f"per_subject_{RESULT_SPLIT}.csv", dtype={"subject": str})
-              for r in runs if (r.run_dir / f"per_subject_{RESULT_SPLIT}.csv").is_file()]
+    frames = [pd.read_csv(r.score_dir / f"per_subject_{RESULT_SPLIT}.csv", dtype={"subject": str})
+              for r in runs if (r.score_dir / f"per_subject_{RESULT_SPLIT}.csv").is_file()]
     if not frames:
         return pd.Series(dtype=np.float64)
     # evaluate_run stores the accuracy as a fraction; the metrics and plots speak percent
@@ -681,8 +730,8 @@ def _per_class(runs: Sequence[AblationRun], num_classes: int) -> np.ndarray:
     """Per-class test recall (num_classes,) in percent from the pooled predictions of the runs."""
     from piumr_skel.engine.metrics import per_class_accuracy
 
-    frames = [pd.read_csv(r.run_dir / f"predictions_{RESULT_SPLIT}.csv") for r in runs
-              if (r.run_dir / f"predictions_{RESULT_SPLIT}.csv").is_file()]
+    frames = [pd.read_csv(r.score_dir / f"predictions_{RESULT_SPLIT}.csv") for r in runs
+              if (r.score_dir / f"predictions_{RESULT_SPLIT}.csv").is_file()]
     if not frames:
         return np.full(num_classes, np.nan)
     pooled = pd.concat(frames)
@@ -747,11 +796,16 @@ def _write_table(table: pd.DataFrame, titles: Mapping[str, str], csv_path: Path)
 def summarise(spec: AblationSpec, out: str | Path, runs: Sequence[AblationRun] | None = None,
               warn: Callable[[str], None] = print) -> AblationResult:
     """Tables (ablation.md/.csv, ablation_runs.csv, grouping.md/.csv) and figures from the finished runs
-    (and the logistic-regression reference of OUT/reference, when it was computed)."""
+    (and the logistic-regression reference of OUT/reference, when it was computed). With
+    spec.checkpoint "last" they score each run's last.pt (computed here where missing) and go to
+    OUT/last_epoch/, so the best-epoch tables in OUT stay as they are."""
     from piumr_skel.tools.reference import REFERENCE_KEY, REFERENCE_TITLE, load_reference
 
     out = Path(out)
+    tables = out if spec.checkpoint == "best" else out / LAST_DIR   # the last-epoch tables beside the others
+    tables.mkdir(parents=True, exist_ok=True)
     runs = list(runs) if runs is not None else plan_runs(spec)
+    score_last_epochs(runs, warn=warn)
     per_run = collect_results(runs)
     lr_rows = load_reference(out / "reference", spec.base)
     if lr_rows:
@@ -761,29 +815,31 @@ def summarise(spec: AblationSpec, out: str | Path, runs: Sequence[AblationRun] |
             ignore_index=True)
     titles = {**TITLES, REFERENCE_KEY: REFERENCE_TITLE}
     files: dict[str, Path] = {}
-    atomic_to_csv(per_run, out / "ablation_runs.csv", index=False)
-    files["runs_csv"] = out / "ablation_runs.csv"
+    atomic_to_csv(per_run, tables / "ablation_runs.csv", index=False)
+    files["runs_csv"] = tables / "ablation_runs.csv"
     n_folds, n_seeds = spec.base.folds, len(spec.seeds)
     table = summary_table(per_run, [*spec.variants, REFERENCE_KEY])
     best = best_on_validation(table[table.index != REFERENCE_KEY]) if len(table) else None
     if len(table):
-        markdown = markdown_table(table, titles) + "\n\n" + _best_line(table[table.index != REFERENCE_KEY], titles)
+        markdown = (markdown_table(table, titles, checkpoint=spec.checkpoint) + "\n\n"
+                    + _best_line(table[table.index != REFERENCE_KEY], titles))
         noise = _noise_line(per_run, titles)
         if noise:
             markdown += "\n\n" + noise
         if lr_rows:
             markdown += (f"\n\n{REFERENCE_TITLE}: a non-deep check on the same folds (one fit per fold, "
                          f"seed-independent; paired with ERM's mean over seeds of the same fold).")
-        _write_table(table, titles, out / "ablation.csv")
-        files["csv"] = out / "ablation.csv"
+        _write_table(table, titles, tables / "ablation.csv")
+        files["csv"] = tables / "ablation.csv"
     else:
         markdown = "(no finished runs yet)"
     header = (f"# Ablation: {spec.base.backbone}, {spec.base.stream} stream, xsub test subjects, "
-              f"mean ± std over {n_folds} folds × {n_seeds} seed(s)\n\n")
-    notes = _notes(table, n_folds, n_seeds, spec.base.split_seed) + "\n\n" if len(table) else ""
-    atomic_write_text(out / "ablation.md", header + notes + markdown + "\n")
-    files["markdown"] = out / "ablation.md"
-    result = AblationResult(out=out, per_run=per_run, table=table, markdown=markdown, files=files, best_on_val=best)
+              f"mean ± std over {n_folds} folds × {n_seeds} seed(s)"
+              + (", the last epoch's weights" if spec.checkpoint == "last" else "") + "\n\n")
+    notes = _notes(table, n_folds, n_seeds, spec.base.split_seed, spec.checkpoint) + "\n\n" if len(table) else ""
+    atomic_write_text(tables / "ablation.md", header + notes + markdown + "\n")
+    files["markdown"] = tables / "ablation.md"
+    result = AblationResult(out=tables, per_run=per_run, table=table, markdown=markdown, files=files, best_on_val=best)
     longer = [k for k in spec.variants if not at_recipe_budget(k)]
     if CHECK in longer and len(longer) > 1:
         # The rows at the check's budget, paired with ERM at that budget: does a gap close with training?
@@ -791,11 +847,11 @@ def summarise(spec: AblationSpec, out: str | Path, runs: Sequence[AblationRun] |
         if len(ltable):
             epochs = spec.base.epochs * VARIANTS[CHECK].epochs_factor
             atomic_write_text(
-                out / "ablation_2x.md",
+                tables / "ablation_2x.md",
                 f"# The same rows at twice the epochs ({epochs}), paired with ERM at that budget\n\n"
                 f"Δ and p here are against {TITLES[CHECK]}, per (fold, seed).\n\n"
-                + markdown_table(ltable, titles, reference=CHECK) + "\n")
-            files["markdown_2x"] = out / "ablation_2x.md"
+                + markdown_table(ltable, titles, reference=CHECK, checkpoint=spec.checkpoint) + "\n")
+            files["markdown_2x"] = tables / "ablation_2x.md"
     if spec.grouping_study:
         gkeys = list(grouping_rows(spec.base.girl_groups))
         gtable = summary_table(per_run, [REFERENCE] + gkeys)
@@ -803,19 +859,20 @@ def summarise(spec: AblationSpec, out: str | Path, runs: Sequence[AblationRun] |
                    **{grouping_key(spec.base.girl_groups, g): f"full, GIRL groups: {GROUPING_TITLES[g]}"
                       for g in GROUPINGS}}
         if len(gtable):
-            result.grouping_markdown = (markdown_table(gtable, gtitles) + "\n\n"
+            result.grouping_markdown = (markdown_table(gtable, gtitles, checkpoint=spec.checkpoint) + "\n\n"
                                         + _best_line(gtable, gtitles))
-            _write_table(gtable, gtitles, out / "grouping.csv")
+            _write_table(gtable, gtitles, tables / "grouping.csv")
             atomic_write_text(
-                out / "grouping.md",
+                tables / "grouping.md",
                 f"# GIRL grouping study: do the pseudo-groups carry person style?\n\n"
                 f"The full model (TFAM + GIRL v2) with each grouping, mean ± std over {n_folds} folds × "
                 f"{n_seeds} seed(s). Pseudo-groups that carry person style should score near the true-subject "
-                f"oracle and above random groups.\n\n" + _notes(gtable, n_folds, n_seeds, spec.base.split_seed)
+                f"oracle and above random groups.\n\n"
+                + _notes(gtable, n_folds, n_seeds, spec.base.split_seed, spec.checkpoint)
                 + "\n\n" + result.grouping_markdown + "\n")
-            files.update(grouping_csv=out / "grouping.csv", grouping_markdown=out / "grouping.md")
+            files.update(grouping_csv=tables / "grouping.csv", grouping_markdown=tables / "grouping.md")
             result.grouping_table = gtable
-    files.update(make_plots(runs, out, spec.variants, spec.base.girl_groups, warn=warn))
+    files.update(make_plots(runs, tables, spec.variants, spec.base.girl_groups, warn=warn))
     return result
 
 
