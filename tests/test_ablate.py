@@ -3,6 +3,7 @@ study, end to end."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -495,6 +496,17 @@ def test_ablate_end_to_end_resume_and_grouping_study(tmp_path: Path, monkeypatch
         # one epoch: best.pt and last.pt hold the same weights, so they score the same
         best = json.loads((run_dir / "eval_test.json").read_text())["metrics"]["action_top1"]
         assert scored["test"]["metrics"]["action_top1"] == pytest.approx(best)
+    # an unreadable last.pt: one warning line naming the run, the other runs still make the table
+    broken = out / "runs" / "girl_f1_s0"
+    good = (broken / "last.pt").read_bytes()
+    shutil.rmtree(broken / "last_epoch")
+    (broken / "last.pt").write_bytes(b"not a checkpoint")
+    res = runner.invoke(ablate_cmd, ["-o", str(out), "--config", str(recipe), "--summary-only",
+                                     "--checkpoint", "last"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "warning: girl_f1_s0: cannot score last.pt on val" in res.output and "Traceback" not in res.output
+    assert len(pd.read_csv(out / "last_epoch" / "ablation_runs.csv")) == 7
+    (broken / "last.pt").write_bytes(good)
     res = runner.invoke(ablate_cmd, ["-o", str(out), "--config", str(recipe), "--checkpoint", "middle"])
     assert res.exit_code == 2 and "'middle' is not one of 'best', 'last'" in res.output
 

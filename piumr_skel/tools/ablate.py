@@ -430,7 +430,7 @@ def prepare_synthetic(out: str | Path, preset: str, *, seed: int = 0, overrides:
     An existing store made with other generator settings is an error: its clips would not be the
     benchmark's. Returns `synth.SynthResult`.
     """
-    from piumr_skel.tools.synth import SynthConfig, SynthResult
+    from piumr_skel.tools.synth import SynthConfig, SynthResult, generate_store
 
     if preset not in SYNTH_PRESETS:
         raise AblationError(f"unknown synthetic preset {preset!r}; choices: {', '.join(SYNTH_PRESETS)}")
@@ -440,28 +440,22 @@ def prepare_synthetic(out: str | Path, preset: str, *, seed: int = 0, overrides:
     res = SynthResult(store=store, labels=out / "labels.txt", class_names=out / "label_name.txt")
     # Another process generating this store holds the lock: wait for it, then reuse its store.
     with exclusive_lock(out / ".synthetic.lock", f"synthetic store {store}", blocking=True):
-        return _generate_or_reuse(store, res, preset, config, seed, echo)
-
-
-def _generate_or_reuse(store: Path, res, preset: str, config, seed: int, echo: Callable[[str], None]):
-    from piumr_skel.tools.synth import generate_store
-
-    info_path = store / "store.json"
-    if info_path.is_file():
-        settings = json.loads(info_path.read_text()).get("settings", {})
-        wanted = {"seed": seed, "synth": config.to_dict()}
-        if settings.get("seed") != seed or settings.get("synth") != wanted["synth"]:
-            raise AblationError(f"{info_path}: this synthetic store was generated with other settings than "
-                                f"preset {preset!r} (seed {seed}); use another --out or delete {store}")
-        missing = [p for p in (res.labels, res.class_names) if not p.is_file()]
-        if missing:
-            raise AblationError(f"{store} exists but {', '.join(map(str, missing))} is missing; delete {store} "
-                                f"to regenerate it")
-        echo(f"synthetic store already in {store} ({preset}), reusing it")
-        return res
-    echo(f"generating the synthetic store ({preset}: {config.num_subjects} people × {config.clips_per_subject} "
-         f"clips, {config.num_classes} classes) into {store} ...")
-    return generate_store(store, config=config, seed=seed, labels_dir=res.labels.parent, overwrite=True)
+        info_path = store / "store.json"
+        if info_path.is_file():
+            settings = json.loads(info_path.read_text()).get("settings", {})
+            wanted = {"seed": seed, "synth": config.to_dict()}
+            if settings.get("seed") != seed or settings.get("synth") != wanted["synth"]:
+                raise AblationError(f"{info_path}: this synthetic store was generated with other settings than "
+                                    f"preset {preset!r} (seed {seed}); use another --out or delete {store}")
+            missing = [p for p in (res.labels, res.class_names) if not p.is_file()]
+            if missing:
+                raise AblationError(f"{store} exists but {', '.join(map(str, missing))} is missing; delete {store} "
+                                    f"to regenerate it")
+            echo(f"synthetic store already in {store} ({preset}), reusing it")
+            return res
+        echo(f"generating the synthetic store ({preset}: {config.num_subjects} people × {config.clips_per_subject} "
+             f"clips, {config.num_classes} classes) into {store} ...")
+        return generate_store(store, config=config, seed=seed, labels_dir=out, overwrite=True)
 
 
 # ----------------------------------------------------------------------------- results
@@ -609,7 +603,7 @@ def markdown_table(table: pd.DataFrame, titles: Mapping[str, str], reference: st
         return "–" if np.isnan(mean) else f"{mean:{sign}.{digits}f} ± {std:.{digits}f}"
 
     shown = pd.DataFrame(index=[titles.get(k, k) for k in table.index])
-    val_title = f"Val Top-1 ({'best' if checkpoint == 'best' else 'last'} epoch)"
+    val_title = f"Val Top-1 ({checkpoint} epoch)"
     shown[val_title] = [pm(a, b) for a, b in zip(table[f"{VAL_METRIC}_mean"], table[f"{VAL_METRIC}_std"])]
     columns = [val_title]
     for m in reported_metrics(table):
