@@ -119,6 +119,7 @@ def test_variant_table_sets_the_switches_of_every_row(tmp_path: Path) -> None:
     assert (cfg["tfam-early"].tfam, cfg["tfam-early"].girl, cfg["full-early"].girl) == (True, False, True)
     assert cfg["tfam-early"].tfam_after == cfg["full-early"].tfam_after == 1
     assert cfg["tfam"].tfam_after is None and cfg["full"].tfam_after is None
+    assert switches["full-early+aug"] == (True, True, True) and cfg["full-early+aug"].tfam_after == 1
     # the convergence check: ERM's recipe at twice the epochs, nothing else changed
     assert cfg["erm-2x"].epochs == 2 * cfg["erm"].epochs
     assert {k: v for k, v in cfg["erm-2x"].to_dict().items() if k not in ("epochs", "name")} == \

@@ -76,6 +76,9 @@ VARIANTS: dict[str, Variant] = {
     # TFAM after the first stage, where the clip still has all its time steps (T' = T, not T/2).
     "tfam-early": Variant("+TFAM after the first stage", {**_OFF, "tfam": True}, tfam_early=True),
     "full-early": Variant("full, TFAM after the first stage", {**_OFF, "tfam": True, **_GIRL_V2}, tfam_early=True),
+    # The two rows best against ERM on real signers so far, together: full-early and the person-style augmentation.
+    "full-early+aug": Variant("full, TFAM after the first stage, + person-style aug.",
+                              {**_OFF, "tfam": True, **_GIRL_V2, "aug_person": True}, tfam_early=True),
     "girl-v1": Variant("+GIRL v1", {**_OFF, **_GIRL_V1}),
     "full-v1": Variant("full, GIRL v1", {**_OFF, "tfam": True, **_GIRL_V1}),
 }
@@ -733,7 +736,7 @@ def _per_class(runs: Sequence[AblationRun], num_classes: int) -> np.ndarray:
 
 
 def _short_title(key: str) -> str:
-    return {"full": "full", "full+aug": "full+aug"}.get(key, TITLES.get(key, key))
+    return {"full": "full", "full+aug": "full+aug", "full-early+aug": "full-early+aug"}.get(key, TITLES.get(key, key))
 
 
 def make_plots(runs: Sequence[AblationRun], out: Path, keys: Sequence[str] = DEFAULT_VARIANTS,
@@ -766,7 +769,7 @@ def make_plots(runs: Sequence[AblationRun], out: Path, keys: Sequence[str] = DEF
     if curves:
         attempt("train_val_curves", lambda: plot_validation_curves(
             curves, out / "train_val_curves.png", train_metric="train_acc"))
-    changed = [k for k in ("full", "full+aug") if k in by_key]
+    changed = [k for k in ("full", "full+aug", "full-early", "full-early+aug") if k in by_key]
     if REFERENCE in by_key and changed:
         class_names = class_names_for(by_key[changed[0]][0].cfg)
         ref = _per_class(by_key[REFERENCE], len(class_names))
