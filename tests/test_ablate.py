@@ -49,6 +49,8 @@ def test_parse_seeds_count_and_lists() -> None:
     for bad in (0, "x", "1,1", "-1,2", [], True):
         with pytest.raises(AblationError, match="seeds"):
             parse_seeds(bad)
+    with pytest.raises(AblationError, match="for seed 0 alone write '0,'"):
+        parse_seeds("0")
 
 
 def test_spec_refuses_what_the_ablation_controls(tmp_path: Path) -> None:

@@ -167,9 +167,13 @@ def parse_seeds(spec: int | str | Sequence[int]) -> list[int]:
         text = spec.strip()
         if "," not in text:
             try:
-                return parse_seeds(int(text))
+                count = int(text)
             except ValueError:
                 raise AblationError(f"seeds: expected a count or a comma list, got {spec!r}") from None
+            if count < 1:
+                raise AblationError(f"seeds: {spec!r} is a count (seeds 0..N-1) and must be >= 1"
+                                    + ("; for seed 0 alone write '0,'" if count == 0 else ""))
+            return parse_seeds(count)
         parts = [p.strip() for p in text.split(",") if p.strip()]
         try:
             seeds = [int(p) for p in parts]
