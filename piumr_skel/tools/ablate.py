@@ -161,7 +161,8 @@ def parse_seeds(spec: int | str | Sequence[int]) -> list[int]:
         raise AblationError(f"seeds: expected a count or a list of seeds, got {spec!r}")
     if isinstance(spec, int):
         if spec < 1:
-            raise AblationError(f"seeds: the count must be >= 1, got {spec}")
+            raise AblationError(f"seeds: {spec} is a count (seeds 0..N-1) and must be >= 1"
+                                + ("; for seed 0 alone write '0,' (a list)" if spec == 0 else ""))
         return list(range(spec))
     if isinstance(spec, str):
         text = spec.strip()
@@ -170,9 +171,6 @@ def parse_seeds(spec: int | str | Sequence[int]) -> list[int]:
                 count = int(text)
             except ValueError:
                 raise AblationError(f"seeds: expected a count or a comma list, got {spec!r}") from None
-            if count < 1:
-                raise AblationError(f"seeds: {spec!r} is a count (seeds 0..N-1) and must be >= 1"
-                                    + ("; for seed 0 alone write '0,'" if count == 0 else ""))
             return parse_seeds(count)
         parts = [p.strip() for p in text.split(",") if p.strip()]
         try:
