@@ -15,7 +15,7 @@ import dataclasses
 import json
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -84,9 +84,10 @@ VARIANTS: dict[str, Variant] = {
 }
 # The same rows at twice the epochs: erm-2x is METHOD.md's convergence check; the method's rows at that
 # budget, paired with erm-2x, show whether their gap to ERM closes with training.
-VARIANTS.update({f"{key}-2x": Variant(title, VARIANTS[key].overrides, epochs_factor=2) for key, title in (
+VARIANTS.update({f"{key}-2x": replace(VARIANTS[key], title=title, epochs_factor=2) for key, title in (
     ("erm", "ERM, 2× epochs (convergence check)"), ("tfam", "+TFAM, 2× epochs"),
-    ("girl", "+GIRL, 2× epochs"), ("full", "full, 2× epochs"))})
+    ("girl", "+GIRL, 2× epochs"), ("full", "full, 2× epochs"), ("aug", "+person-style aug., 2× epochs"),
+    ("full-early+aug", "full, TFAM after the first stage, + aug., 2× epochs"))})
 DEFAULT_VARIANTS = ("erm", "tfam", "girl", "full")   # the paper's four
 REFERENCE = "erm"
 CHECK = "erm-2x"                 # the convergence check: ERM at twice the epochs
