@@ -69,7 +69,8 @@ def ablate_cmd(out: Path, config: str | None, seeds: str | None, synthetic: str 
         click.echo(result.grouping_markdown)
     click.echo("")
     click.echo(f"trained {len(result.trained)}, already finished {len(result.skipped)}, "
-               f"failed {len(result.failures)}")
+               + (f"left to another job {len(result.held)}, " if result.held else "")
+               + f"failed {len(result.failures)}")
     click.echo("wrote " + ", ".join(str(p) for p in result.files.values()))
     if result.failures:
         raise click.ClickException(

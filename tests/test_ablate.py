@@ -328,8 +328,9 @@ def test_two_ablations_starting_together_generate_the_store_once(tmp_path: Path,
 
 # ----------------------------------------------------------------------------- driver with stand-ins
 def _stand_ins(monkeypatch: pytest.MonkeyPatch, top1: dict[str, float], calls: list[str],
-               fail: str | None = None) -> None:
-    """Replace train/evaluate by stand-ins: a run's test Top-1 is top1[its key] + its fold; `fail` diverges."""
+               fail: str | None = None, busy: str | None = None) -> None:
+    """Replace train/evaluate by stand-ins: a run's test Top-1 is top1[its key] + its fold; `fail` diverges;
+    `busy` is held by another job (its run folder's lock is taken)."""
     import piumr_skel.engine.evaluate as evaluate_mod
     import piumr_skel.engine.train as train_mod
     import pose_extract
@@ -339,6 +340,9 @@ def _stand_ins(monkeypatch: pytest.MonkeyPatch, top1: dict[str, float], calls: l
         calls.append(cfg.name)
         if cfg.name == fail:
             raise train_mod.DivergenceError("loss became nan")
+        if cfg.name == busy:
+            from piumr_skel.engine.runguard import RunBusyError
+            raise RunBusyError(f"run folder {cfg.name} is in use by pid 1 on host h, started t: piumr ablate")
         run = Path(cfg.out_dir) / cfg.name
         run.mkdir(parents=True, exist_ok=True)
         history = pd.DataFrame({"epoch": [1, 2], "train_acc": [30.0, 40.0],
@@ -393,6 +397,21 @@ def test_driver_records_failures_and_goes_on(tmp_path: Path, monkeypatch: pytest
     ablate.run_ablation(spec, tmp_path, echo=lines.append)
     assert calls == ["girl_f1_s0"]
 
+
+
+def test_a_run_another_job_trains_is_left_to_it_not_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two ablations on one folder share the runs: a held run is that job's, not a failure (exit 0)."""
+    calls: list[str] = []
+    _stand_ins(monkeypatch, {"erm": 40.0, "tfam": 45.0, "girl": 42.0, "full": 50.0}, calls, busy="tfam_f0_s0")
+    spec = make_spec(tmp_path, overrides={**TINY_TRAIN, "store": str(tmp_path / "s"),
+                                          "labels": str(tmp_path / "l.txt")}, seeds=1, echo=lambda s: None)
+    lines: list[str] = []
+    result = ablate.run_ablation(spec, tmp_path, echo=lines.append)
+    assert result.held == ["tfam_f0_s0"] and not result.failures and len(result.trained) == 7
+    assert any("tfam_f0_s0: left to the job training it: run folder tfam_f0_s0 is in use by pid 1" in line
+               for line in lines)
+    assert "Traceback" not in (tmp_path / "ablate.log").read_text()
+    assert pd.read_csv(tmp_path / "ablation.csv", index_col="key").loc["tfam", "runs"] == 1   # the table waits for it
 
 
 def test_a_recipe_the_backbone_refuses_stops_before_any_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -201,13 +201,13 @@ def test_resume_may_change_workers_and_device_and_extend_epochs_explicitly(train
 def test_two_trainings_into_one_run_folder_refuse(trained) -> None:
     """Issue 10 item 5: the second `piumr train` into a folder another one trains in stops at once."""
     from piumr_skel.engine.config import make_config
-    from piumr_skel.engine.runguard import LOCK_FILE, RunGuardError
+    from piumr_skel.engine.runguard import LOCK_FILE, RunBusyError
     from piumr_skel.engine.train import train
     from pose_extract.locking import exclusive_lock
 
     recipe, run = trained
     with exclusive_lock(run / LOCK_FILE, "a running training"):
-        with pytest.raises(RunGuardError, match=r"run folder .*guarded is in use by pid \d+ on host"):
+        with pytest.raises(RunBusyError, match=r"run folder .*guarded is in use by pid \d+ on host"):
             train(make_config(recipe), resume=True, echo=lambda s: None)
     train(make_config(recipe), resume=True, echo=lambda s: None)  # free again
 

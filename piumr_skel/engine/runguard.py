@@ -25,6 +25,10 @@ class RunGuardError(ValueError):
     """A run folder that cannot take this training: other options, or another process in it."""
 
 
+class RunBusyError(RunGuardError):
+    """Another process is training in the run folder (its lock is held): the run is that job's."""
+
+
 def saved_run_config(run_dir: Path) -> tuple[dict[str, Any], Path] | None:
     """(config dict, file) of the run in run_dir: last.pt's "config" (what really trained), else
     config.yaml; None for a folder without either."""
@@ -112,7 +116,7 @@ def guard_run(cfg: TrainConfig, run_dir: Path, *, resume: bool, extend_epochs: b
             stack.enter_context(exclusive_lock(run_dir / LOCK_FILE, f"run folder {run_dir}",
                                                hint="; wait for that training to finish, or choose another --name"))
         except LockBusyError as err:
-            raise RunGuardError(str(err)) from None
+            raise RunBusyError(str(err)) from None
         _HELD[run_dir.resolve()] = stack
 
 

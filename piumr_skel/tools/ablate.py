@@ -31,6 +31,7 @@ from piumr_skel.engine.config import (
     make_config,
     read_yaml_mapping,
 )
+from piumr_skel.engine.runguard import RunBusyError
 from piumr_skel.method.groupings import GROUPINGS_V2
 from piumr_skel.models.base import stage_plan
 from pose_extract.locking import exclusive_lock
@@ -479,6 +480,7 @@ class AblationResult:
     files: dict[str, Path] = field(default_factory=dict)
     trained: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)     # being trained by another job on the same folder
     failures: dict[str, str] = field(default_factory=dict)
 
 
@@ -938,7 +940,7 @@ def run_ablation(spec: AblationSpec, out: str | Path, *, echo: Callable[[str], N
     for run in runs:
         check_same_recipe(run)  # before training anything: a mixed-up OUT folder stops at once
     check_buildable(runs)
-    trained, skipped, failures = [], [], {}
+    trained, skipped, held, failures = [], [], [], {}
     say(f"ablation: {len(runs)} runs ({len({r.key for r in runs})} variants × {spec.base.folds} folds × "
         f"{len(spec.seeds)} seed(s), folds from split_seed {spec.base.split_seed}) into {out / 'runs'}")
     train_echo = echo if verbose else (lambda s: None)
@@ -952,6 +954,10 @@ def run_ablation(spec: AblationSpec, out: str | Path, *, echo: Callable[[str], N
         try:
             train(run.cfg, resume=True, echo=train_echo)
             res = evaluate_run(run.run_dir, split=RESULT_SPLIT, device=run.cfg.device, quiet=True)
+        except RunBusyError as err:  # another ablation on this folder trains it: not a failure, its run
+            held.append(run.name)
+            say(f"{label}: left to the job training it: {err}")
+            continue
         except Exception as err:  # one failed run must not cost the others; it is reported at the end
             failures[run.name] = f"{type(err).__name__}: {err}"
             say(f"{label}: FAILED after {time.perf_counter() - t0:.0f} s: {type(err).__name__}: {err}")
@@ -970,5 +976,5 @@ def run_ablation(spec: AblationSpec, out: str | Path, *, echo: Callable[[str], N
         with log_path.open("a") as fh:
             fh.write(traceback.format_exc())
     result = summarise(spec, out, runs, warn=say)
-    result.trained, result.skipped, result.failures = trained, skipped, failures
+    result.trained, result.skipped, result.held, result.failures = trained, skipped, held, failures
     return result
