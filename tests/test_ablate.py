@@ -351,12 +351,17 @@ def _stand_ins(monkeypatch: pytest.MonkeyPatch, top1: dict[str, float], calls: l
         (run / "metrics.json").write_text(history.to_json(orient="records"))
         return run
 
-    def fake_evaluate(run_dir, *, split, device, quiet):
-        key, fold = Path(run_dir).name.split("_")[0], int(Path(run_dir).name.split("_")[1][1:])
+    def fake_evaluate(run_dir, *, split, device, quiet, out_dir=None):
+        last = Path(run_dir).suffix == ".pt"    # last.pt scores 5 points below best.pt
+        run_dir = Path(run_dir).parent if last else Path(run_dir)
+        key, fold = run_dir.name.split("_")[0], int(run_dir.name.split("_")[1][1:])
         metrics = {m: 0.0 for m in ablate.METRICS if "body" not in m and m != "f1_mean"}  # not MA-52's classes
-        metrics["action_top1"] = top1[key] + fold
+        metrics["action_top1"] = top1[key] + fold - 5 * last
         result = {"epoch": 1, "clips": 4, "metrics": metrics}
-        (Path(run_dir) / "eval_test.json").write_text(json.dumps(result))
+        if out_dir is not None:
+            run_dir = Path(out_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / f"eval_{split}.json").write_text(json.dumps(result))
         pd.DataFrame({"subject": ["0001", "0002"], "accuracy": [0.5, 1.0], "clips": [2, 2]}).to_csv(
             Path(run_dir) / "per_subject_test.csv", index=False)
         pd.DataFrame({"clip_id": ["a", "b"], "subject": ["0001", "0002"], "label": [9, 24],
@@ -412,6 +417,22 @@ def test_a_run_another_job_trains_is_left_to_it_not_failed(tmp_path: Path, monke
                for line in lines)
     assert "Traceback" not in (tmp_path / "ablate.log").read_text()
     assert pd.read_csv(tmp_path / "ablation.csv", index_col="key").loc["tfam", "runs"] == 1   # the table waits for it
+
+
+def test_each_run_line_reports_the_weights_the_table_scores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With checkpoint: last the table scores last.pt, so the run's line gives last.pt's test result first."""
+    _stand_ins(monkeypatch, {"erm": 40.0, "tfam": 45.0, "girl": 42.0, "full": 50.0}, [])
+    overrides = {**TINY_TRAIN, "store": str(tmp_path / "s"), "labels": str(tmp_path / "l.txt")}
+    for checkpoint, expected in (("last", "test (4 clips) last epoch Action Top-1 35.00, subj. std 0.00; "
+                                          "best epoch Action Top-1 40.00"),
+                                 ("best", "test (4 clips) best epoch Action Top-1 40.00, subj. std 0.00\n")):
+        out = tmp_path / checkpoint
+        spec = make_spec(out, overrides=overrides, seeds=1, checkpoint=checkpoint, echo=lambda s: None)
+        lines: list[str] = []
+        ablate.run_ablation(spec, out, echo=lines.append)
+        erm = next(line for line in lines if line.startswith("[1/8] erm_f0_s0: done in"))
+        assert expected in erm + "\n", erm
+        assert (out / "runs" / "erm_f0_s0" / "last_epoch" / "eval_test.json").is_file() == (checkpoint == "last")
 
 
 def test_a_recipe_the_backbone_refuses_stops_before_any_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -364,6 +364,12 @@ def score_last_epochs(runs: Sequence["AblationRun"], warn: Callable[[str], None]
                 warn(f"warning: {run.name}: cannot score last.pt on {split}: {type(err).__name__}: {err}")
 
 
+def _headline(m: dict[str, Any]) -> str:
+    """A run's test result in one phrase: Action Top-1 (and F1_mean where there are body labels), subj. std."""
+    return (f"Action Top-1 {m['action_top1']:.2f}" + (f", F1_mean {m['f1_mean']:.2f}" if "f1_mean" in m else "")
+            + f", subj. std {m['subj_acc_std']:.2f}")
+
+
 def grouping_key(base_grouping: str, grouping: str) -> str:
     """Row key of the full model with GIRL grouping `grouping`; the base grouping is the `full` row itself."""
     return "full" if grouping == base_grouping else f"full-{grouping}"
@@ -965,10 +971,14 @@ def run_ablation(spec: AblationSpec, out: str | Path, *, echo: Callable[[str], N
                 fh.write(traceback.format_exc())
             continue
         trained.append(run.name)
-        m = res["metrics"]
-        say(f"{label}: done in {time.perf_counter() - t0:.1f} s; test ({res['clips']} clips) "
-            f"Action Top-1 {m['action_top1']:.2f}" + (f", F1_mean {m['f1_mean']:.2f}" if "f1_mean" in m else "")
-            + f", subj. std {m['subj_acc_std']:.2f}")
+        seconds = time.perf_counter() - t0
+        scores = [("best epoch", res)]
+        if run.checkpoint == "last":  # the line reports the weights the table scores, the best epoch beside
+            score_last_epochs([run], warn=say)
+            last = run.scored()
+            scores = ([("last epoch", last)] if last is not None else []) + scores
+        say(f"{label}: done in {seconds:.1f} s; test ({res['clips']} clips) "
+            + "; ".join(f"{name} {_headline(r['metrics'])}" for name, r in scores))
     try:
         run_reference(spec.base, out / "reference", echo=say)
     except Exception as err:  # the reference row is a check beside the table, never worth losing it for
