@@ -363,10 +363,10 @@ def _stand_ins(monkeypatch: pytest.MonkeyPatch, top1: dict[str, float], calls: l
             run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / f"eval_{split}.json").write_text(json.dumps(result))
         pd.DataFrame({"subject": ["0001", "0002"], "accuracy": [0.5, 1.0], "clips": [2, 2]}).to_csv(
-            Path(run_dir) / "per_subject_test.csv", index=False)
+            run_dir / "per_subject_test.csv", index=False)
         pd.DataFrame({"clip_id": ["a", "b"], "subject": ["0001", "0002"], "label": [9, 24],
                       "pred": [9, 9 if key == "erm" else 24], "correct": [True, key != "erm"]}).to_csv(
-            Path(run_dir) / "predictions_test.csv", index=False)
+            run_dir / "predictions_test.csv", index=False)
         return result
 
     monkeypatch.setattr(train_mod, "train", fake_train)

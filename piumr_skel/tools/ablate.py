@@ -975,8 +975,8 @@ def run_ablation(spec: AblationSpec, out: str | Path, *, echo: Callable[[str], N
         scores = [("best epoch", res)]
         if run.checkpoint == "last":  # the line reports the weights the table scores, the best epoch beside
             score_last_epochs([run], warn=say)
-            last = run.scored()
-            scores = ([("last epoch", last)] if last is not None else []) + scores
+            if (last := run.scored()) is not None:
+                scores.insert(0, ("last epoch", last))
         say(f"{label}: done in {seconds:.1f} s; test ({res['clips']} clips) "
             + "; ".join(f"{name} {_headline(r['metrics'])}" for name, r in scores))
     try:
